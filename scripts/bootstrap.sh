@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Idempotent environment bootstrap for semhpc, used by `make demo` and `make test`.
+#
+#   scripts/bootstrap.sh           runtime: OpenMPI + build tools, .venv, pinned TensorFlow, Horovod
+#   scripts/bootstrap.sh --test    also what the test suite drives for real (see TEST_APT_PACKAGES)
+#
+# 1. Debian packages that are missing are installed when we are root (else: one error line).
+# 2. .venv is created with the pinned tree of requirements.lock (tensorflow-cpu==2.15.1, numpy<2).
+# 3. Horovod 0.28.1 is compiled once with MPI + Gloo against that TensorFlow; the wheel is cached
+#    in $SEMHPC_CACHE/wheels (default ~/.cache/semhpc) so later bootstraps only install it.
+# 4. semhpc itself is installed editable, and `semhpc doctor` must pass.
+# A stamp (hash of the lock, this script and pyproject.toml) makes a second run take seconds.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${SEMHPC_VENV:-$ROOT/.venv}
+CACHE=${SEMHPC_CACHE:-$HOME/.cache/semhpc}
+PYTHON=${PYTHON:-python3}
+HOROVOD_VERSION=0.28.1
+TENSORFLOW_VERSION=2.15.1
+
+RUNTIME_APT_PACKAGES=(openmpi-bin libopenmpi-dev cmake g++ make)
+# Tools the tests use for real: shellcheck for job scripts.
+TEST_APT_PACKAGES=(shellcheck)
+
+want_test=0
+[[ "${1:-}" == "--test" ]] && want_test=1
+
+say() { echo "[bootstrap] $*" >&2; }
+die() { echo "[bootstrap] error: $*" >&2; exit 1; }
+
+missing_apt_packages() {
+  local pkg
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || echo "$pkg"
+  done
+}
+
+ensure_apt_packages() {
+  local missing
+  missing=$(missing_apt_packages "$@")
+  [[ -z "$missing" ]] && return 0
+  command -v apt-get >/dev/null || die "missing system packages ($(echo $missing)) and no apt-get: install them with your package manager"
+  [[ $(id -u) -eq 0 ]] || die "missing system packages: $(echo $missing); run as root or: sudo apt-get install $(echo $missing)"
+  say "installing system packages: $(echo $missing)"
+  apt-get update -qq
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+}
+
+stamp_value() {
+  cat "$ROOT/requirements.lock" "$ROOT/scripts/bootstrap.sh" "$ROOT/pyproject.toml" | sha256sum | cut -c1-16
+}
+
+horovod_wheel() {
+  # The cached wheel for this Horovod/TensorFlow/Python triple, built on first use.
+  local py_tag dir wheel
+  py_tag=$("$VENV/bin/python" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+  dir="$CACHE/wheels/horovod-$HOROVOD_VERSION-tf$TENSORFLOW_VERSION"
+  wheel=$(ls "$dir"/horovod-"$HOROVOD_VERSION"-"$py_tag"-*.whl 2>/dev/null | head -n1 || true)
+  if [[ -z "$wheel" ]]; then
+    say "building Horovod $HOROVOD_VERSION with MPI + Gloo against TensorFlow $TENSORFLOW_VERSION (about 2-4 minutes, once)"
+    mkdir -p "$dir"
+    HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITH_GLOO=1 \
+      HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 \
+      "$VENV/bin/pip" wheel -q --no-build-isolation --no-deps --no-cache-dir -w "$dir" "horovod==$HOROVOD_VERSION" >&2
+    wheel=$(ls "$dir"/horovod-"$HOROVOD_VERSION"-"$py_tag"-*.whl | head -n1)
+  fi
+  echo "$wheel"
+}
+
+main() {
+  ensure_apt_packages "${RUNTIME_APT_PACKAGES[@]}"
+  [[ $want_test -eq 1 ]] && ensure_apt_packages "${TEST_APT_PACKAGES[@]}"
+
+  local stamp="$VENV/.semhpc-bootstrap"
+  if [[ -x "$VENV/bin/semhpc" && -f "$stamp" && "$(cat "$stamp")" == "$(stamp_value)" ]]; then
+    say "environment ready ($VENV)"
+    return 0
+  fi
+
+  if [[ ! -x "$VENV/bin/python" ]]; then
+    "$PYTHON" -c 'import sys; sys.exit(not ((3, 9) <= sys.version_info[:2] <= (3, 11)))' ||
+      die "$PYTHON is $("$PYTHON" --version 2>&1); TensorFlow $TENSORFLOW_VERSION needs Python 3.9-3.11 (set PYTHON=...)"
+    say "creating $VENV"
+    "$PYTHON" -m venv "$VENV"
+  fi
+  say "installing the pinned Python packages (requirements.lock)"
+  "$VENV/bin/pip" install -q --upgrade pip wheel setuptools
+  "$VENV/bin/pip" install -q -r "$ROOT/requirements.lock"
+
+  if [[ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("horovod"))' 2>/dev/null)" != "$HOROVOD_VERSION" ]]; then
+    "$VENV/bin/pip" install -q --no-deps "$(horovod_wheel)"
+  fi
+  "$VENV/bin/pip" install -q --no-deps -e "$ROOT" >"$VENV/.semhpc-install.log" 2>&1 ||
+    { cat "$VENV/.semhpc-install.log" >&2; die "pip install -e $ROOT failed"; }
+
+  "$VENV/bin/semhpc" doctor >/dev/null || { "$VENV/bin/semhpc" doctor; die "semhpc doctor found problems"; }
+  stamp_value > "$stamp"
+  say "environment ready ($VENV)"
+}
+
+main

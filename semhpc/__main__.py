@@ -1,0 +1,5 @@
+import sys
+
+from semhpc.cli import main
+
+sys.exit(main())

@@ -1,0 +1,67 @@
+"""The `semhpc` command line: one entry point, one sub-command per mode.
+
+Each sub-command lives in `semhpc/commands/<name>.py` and defines `HELP` (one line),
+`add_arguments(parser)` and `main(args) -> int`. Command modules import TensorFlow, Horovod
+and MPI lazily inside `main`, so `semhpc --help` and argument errors stay instant.
+To add a command: write the module and add its name to `COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from semhpc import __version__
+from semhpc.utils.errors import SemhpcError
+
+COMMANDS = (
+    "doctor",
+    "synth",
+    "ingest",
+    "inspect",
+    "models",
+    "train",
+    "launch",
+    "demo",
+)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or (when `only` names a command) one that imports just that command."""
+    parser = argparse.ArgumentParser(
+        prog="semhpc",
+        description="Train, benchmark and deploy SEM image classifiers with Horovod on HPC clusters.",
+    )
+    parser.add_argument("--version", action="version", version=f"semhpc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        if only is not None and name != only:
+            continue
+        module = importlib.import_module(f"semhpc.commands.{name.replace('-', '_')}")
+        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_main=module.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # TensorFlow's C++ INFO/WARNING lines drown the output; real errors still show.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    only = argv[0] if argv and argv[0] in COMMANDS else None
+    args = build_parser(only).parse_args(argv)
+    try:
+        return int(args._main(args) or 0)
+    except SemhpcError as exc:
+        # Expected failures (bad config, missing data, wrong stack): one line, no traceback.
+        print(f"semhpc {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"semhpc {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

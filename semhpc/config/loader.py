@@ -1,0 +1,131 @@
+"""Load, validate, override and save run configurations.
+
+A config is the schema's defaults, overlaid by a YAML file, overlaid by `--set section.key=value`
+overrides. Every mistake becomes one `SemhpcError` line naming the file and key: unknown keys get
+the closest valid name, wrong types get the value and the expected type.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Iterable
+
+import yaml
+
+from semhpc.config.schema import SCHEMA, Field, defaults
+from semhpc.utils import atomic
+from semhpc.utils.errors import SemhpcError
+
+
+class Config(SimpleNamespace):
+    """Attribute access to a validated config (`cfg.train.batch_size`); `as_dict()` for saving."""
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        return {section: dict(vars(getattr(self, section))) for section in SCHEMA}
+
+
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> Config:
+    """Defaults <- YAML file (if given) <- overrides ("section.key=value"), validated."""
+    values = defaults()
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        _merge(values, _read_yaml(Path(path)), source)
+    for override in overrides:
+        section, key, value = _parse_override(override)
+        _merge(values, {section: {key: value}}, f"--set {override}")
+    return Config(**{section: SimpleNamespace(**keys) for section, keys in values.items()})
+
+
+def save_config(cfg: Config, run_dir: str | Path) -> Path:
+    """Write the resolved config to RUN_DIR/config.yaml (atomically) and return its path."""
+    out = Path(run_dir) / "config.yaml"
+    atomic.write_text(out, yaml.safe_dump(cfg.as_dict(), sort_keys=False))
+    return out
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise SemhpcError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SemhpcError(f"{path}: invalid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SemhpcError(f"{path}: top level must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _parse_override(text: str) -> tuple[str, str, Any]:
+    name, sep, raw = text.partition("=")
+    section, dot, key = name.strip().partition(".")
+    if not sep or not dot or not key:
+        raise SemhpcError(f"--set {text!r}: expected section.key=value, e.g. train.batch_size=32")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return section, key, value
+
+
+def _merge(values: dict, update: dict, source: str) -> None:
+    for section, keys in update.items():
+        if section not in SCHEMA:
+            raise SemhpcError(f"{source}: unknown section '{section}'{_did_you_mean(section, SCHEMA)}")
+        if not isinstance(keys, dict):
+            raise SemhpcError(f"{source}: section '{section}' must be a mapping, got {type(keys).__name__}")
+        for key, value in keys.items():
+            fields = SCHEMA[section]
+            if key not in fields:
+                raise SemhpcError(
+                    f"{source}: unknown key '{section}.{key}'{_did_you_mean(key, fields, section)}"
+                )
+            values[section][key] = _check(f"{section}.{key}", value, fields[key], source)
+
+
+def _did_you_mean(name: str, valid: Iterable[str], section: str | None = None) -> str:
+    close = difflib.get_close_matches(str(name), list(valid), n=1, cutoff=0.5)
+    if not close:
+        return f"; valid: {', '.join(valid)}"
+    return f"; did you mean '{section + '.' if section else ''}{close[0]}'?"
+
+
+def _check(key: str, value: Any, field: Field, source: str) -> Any:
+    """Return the value converted to the field's kind, or raise naming key, value and kind."""
+    converted = _convert(value, field.kind)
+    if converted is None:
+        raise SemhpcError(f"{source}: {key} = {value!r} is not a valid {field.kind}")
+    if field.choices and converted not in field.choices:
+        raise SemhpcError(f"{source}: {key} = {value!r} must be one of: {', '.join(field.choices)}")
+    items = converted if isinstance(converted, list) else [converted]
+    if field.minimum is not None and any(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v < field.minimum for v in items
+    ):
+        raise SemhpcError(f"{source}: {key} = {value!r} must be >= {field.minimum:g}")
+    return copy.deepcopy(converted)
+
+
+def _convert(value: Any, kind: str) -> Any:
+    """The value as `kind`, or None when it does not fit (bools are never numbers here)."""
+    if kind.startswith("list["):
+        if not isinstance(value, list) or not value:
+            return None
+        items = [_convert(v, kind[5:-1]) for v in value]
+        return None if any(v is None for v in items) else items
+    if isinstance(value, bool):
+        return value if kind == "bool" else None
+    if kind == "int":
+        return value if isinstance(value, int) else None
+    if kind == "float":
+        return float(value) if isinstance(value, (int, float)) else None
+    if kind == "str":
+        return value if isinstance(value, str) and value else None
+    return None

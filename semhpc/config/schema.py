@@ -1,0 +1,86 @@
+"""The run-configuration schema: every key a YAML config may hold, its type, default and meaning.
+
+One table, so the defaults, the validation and the documentation cannot drift apart.
+`semhpc.config.loader` validates YAML files and `--set` overrides against it.
+Relative paths in a config are relative to the current working directory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Field:
+    """One config key. `kind` is one of: int, float, str, bool, list[int], list[float]."""
+
+    kind: str
+    default: Any
+    help: str
+    choices: tuple | None = None
+    minimum: float | None = None
+
+
+SCHEMA: dict[str, dict[str, Field]] = {
+    "run": {
+        "dir": Field("str", "runs/demo", "Run directory: config, metrics.jsonl, checkpoints, results."),
+    },
+    "synth": {
+        "out": Field("str", "runs/demo-data/sem-tiffs", "Where `semhpc demo` writes the synthetic SEM TIFF tree."),
+        "per_class": Field("int", 80, "Synthetic images per category.", minimum=1),
+        "size": Field("list[int]", [256, 192], "Synthetic image area [width, height] in pixels."),
+        "seed": Field("int", 0, "Seed: the same seed gives byte-identical images."),
+        "imbalance": Field("bool", False, "Mimic the archive's class imbalance (REFERENCE §1)."),
+    },
+    "ingest": {
+        "size": Field("list[int]", [128, 96], "Stored image size [width, height] in the TFRecords."),
+        "split": Field("list[float]", [0.8, 0.1, 0.1], "Train/validation/test fractions (hash-stable)."),
+        "shards_per_split": Field("int", 2, "TFRecord shards per split.", minimum=1),
+    },
+    "data": {
+        "dir": Field("str", "runs/demo-data/dataset", "Ingested dataset folder (holds manifest.json)."),
+        "image_size": Field("int", 64, "Model input size in pixels (square).", minimum=16),
+        "augment": Field("bool", True, "Train-time augmentation (crop, flips, brightness/contrast)."),
+        "cache": Field("bool", True, "Cache decoded images in memory (small datasets only)."),
+    },
+    "model": {
+        "name": Field("str", "densenet28", "Model from the registry (`semhpc models`)."),
+        "dropout": Field("float", 0.0, "Dropout before the classifier (0 = the model's default).", minimum=0.0),
+    },
+    "train": {
+        "epochs": Field("int", 10, "Passes over the training split.", minimum=1),
+        "batch_size": Field("int", 16, "Images per rank per step.", minimum=1),
+        "optimizer": Field("str", "rmsprop", "Optimiser.", choices=("rmsprop", "sgd", "adam")),
+        "lr": Field("float", 0.01, "Base learning rate for one rank.", minimum=0.0),
+        "scale_lr": Field("bool", True, "Multiply the base LR by the number of ranks."),
+        "warmup_epochs": Field("float", 1.0, "Linear LR warmup from lr to lr x ranks.", minimum=0.0),
+        "lr_decay": Field("float", 0.94, "Exponential decay factor per decay period."),
+        "num_epochs_per_decay": Field("float", 3.0, "Epochs per decay period (REFERENCE §3).", minimum=0.0),
+        "staircase": Field("bool", False, "Decay in steps instead of smoothly."),
+        "momentum": Field("float", 0.9, "Momentum (sgd, rmsprop).", minimum=0.0),
+        "rmsprop_decay": Field("float", 0.9, "RMSProp moving-average decay (TF-Slim default).", minimum=0.0),
+        "epsilon": Field("float", 1.0, "RMSProp epsilon (TF-Slim default 1.0).", minimum=0.0),
+        "weight_decay": Field("float", 1e-4, "L2 penalty on conv/dense kernels.", minimum=0.0),
+        "label_smoothing": Field("float", 0.0, "Label smoothing of the cross-entropy.", minimum=0.0),
+        "seed": Field("int", 0, "Seed for weights init and data shuffling."),
+        "log_every": Field("int", 10, "Steps between metrics.jsonl step records.", minimum=1),
+        "threads": Field("int", 0, "Intra-op threads per rank; 0 = the cores this rank is bound to.", minimum=0),
+        "keep_checkpoints": Field("int", 3, "Checkpoints kept in run_dir/checkpoints.", minimum=1),
+    },
+    "launch": {
+        "np": Field("int", 2, "Ranks for `semhpc demo` / `semhpc launch` when -np is not given.", minimum=1),
+    },
+}
+
+
+def defaults() -> dict[str, dict[str, Any]]:
+    """A fresh nested dict of every default value."""
+    return {
+        section: {key: _copy(field.default) for key, field in fields.items()}
+        for section, fields in SCHEMA.items()
+    }
+
+
+def _copy(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else value

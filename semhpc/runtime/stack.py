@@ -1,0 +1,148 @@
+"""What software stack this process runs on, and whether semhpc supports it.
+
+`semhpc doctor` reports `stack_report()`; the trainer calls `require_supported_stack()` first so a
+wrong TensorFlow fails with one line naming the supported pair instead of an obscure Horovod error.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import re
+import shutil
+import subprocess
+
+from semhpc import SUPPORTED_HOROVOD, SUPPORTED_TENSORFLOW, __version__
+from semhpc.utils.errors import SemhpcError
+
+SUPPORTED_PAIR = f"tensorflow-cpu=={SUPPORTED_TENSORFLOW} (or tensorflow[and-cuda]) with horovod=={SUPPORTED_HOROVOD}"
+WHY_PINNED = "Horovod 0.28.1 does not build or run with TensorFlow >= 2.16 / Keras 3 (horovod#4290)"
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def tensorflow_version() -> str | None:
+    """The installed TensorFlow distribution's version, without importing TensorFlow."""
+    for dist in ("tensorflow-cpu", "tensorflow", "intel-tensorflow", "tensorflow-intel"):
+        version = package_version(dist)
+        if version:
+            return version
+    return None
+
+
+def tensorflow_problem(version: str | None) -> str | None:
+    """One line saying what is wrong with this TensorFlow version, or None when it is supported."""
+    if version is None:
+        return f"TensorFlow is not installed; semhpc needs {SUPPORTED_PAIR}"
+    major_minor = tuple(int(p) for p in re.findall(r"\d+", version)[:2])
+    if major_minor >= (2, 16):
+        return f"TensorFlow {version} is not supported: {WHY_PINNED}; install {SUPPORTED_PAIR}"
+    if major_minor != (2, 15):
+        return f"TensorFlow {version} is untested; semhpc supports {SUPPORTED_PAIR}"
+    return None
+
+
+def require_supported_stack() -> None:
+    """Raise SemhpcError when TensorFlow or Horovod cannot work for training."""
+    problem = tensorflow_problem(tensorflow_version())
+    if problem:
+        raise SemhpcError(problem)
+    if package_version("horovod") is None:
+        raise SemhpcError(f"Horovod is not installed; run scripts/bootstrap.sh (needs {SUPPORTED_PAIR})")
+
+
+def mpirun_version() -> str | None:
+    """First line of `mpirun --version` (e.g. 'mpirun (Open MPI) 4.1.4'), or None."""
+    if shutil.which("mpirun") is None:
+        return None
+    try:
+        out = subprocess.run(["mpirun", "--version"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else None
+
+
+def cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def container_runtime() -> str | None:
+    """'apptainer', 'singularity', 'docker' or None, from the markers each runtime leaves."""
+    if os.environ.get("APPTAINER_CONTAINER") or os.environ.get("APPTAINER_NAME"):
+        return "apptainer"
+    if os.environ.get("SINGULARITY_CONTAINER") or os.environ.get("SINGULARITY_NAME"):
+        return "singularity"
+    if os.path.exists("/.dockerenv"):
+        return "docker"
+    return None
+
+
+def horovod_build() -> dict:
+    """Horovod's version and the controllers/operations it was compiled with (imports TF)."""
+    info = {"horovod": package_version("horovod"), "horovod_mpi": False, "horovod_gloo": False,
+            "horovod_nccl": False, "horovod_tensorflow": False}
+    if info["horovod"] is None:
+        return info
+    try:
+        import horovod.tensorflow as hvd
+    except Exception as exc:  # a Horovod built against another TF fails here with a linker error
+        info["horovod_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        return info
+    info.update(horovod_tensorflow=True, horovod_mpi=bool(hvd.mpi_built()),
+                horovod_gloo=bool(hvd.gloo_built()), horovod_nccl=bool(hvd.nccl_built()))
+    return info
+
+
+def stack_report() -> dict:
+    """Everything `semhpc doctor` shows, plus `problems` (one line each) and `ok`."""
+    report: dict = {
+        "semhpc": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "tensorflow": tensorflow_version(),
+        "keras": package_version("keras"),
+        "mpirun": mpirun_version(),
+        "mpi4py": package_version("mpi4py"),
+        "cpu_threads": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)),
+        "cpu_bf16": bool(cpu_flags() & {"avx512_bf16", "amx_bf16"}),
+        "container": container_runtime(),
+        "gpus": [],
+    }
+    problems = []
+    tf_problem = tensorflow_problem(report["tensorflow"])
+    if tf_problem:
+        problems.append(tf_problem)
+    else:
+        import tensorflow as tf
+
+        report["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
+        report["onednn"] = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
+        report.update(horovod_build())
+        if report["horovod"] is None:
+            problems.append("Horovod is not installed; run scripts/bootstrap.sh")
+        elif "horovod_error" in report:
+            problems.append(f"Horovod does not load with this TensorFlow ({report['horovod_error']}); "
+                            f"rebuild it: {SUPPORTED_PAIR}")
+        elif not (report["horovod_mpi"] or report["horovod_gloo"]):
+            problems.append("Horovod was built without MPI and Gloo; rebuild with HOROVOD_WITH_MPI=1 HOROVOD_WITH_GLOO=1")
+        if report["gpus"] and report.get("horovod") and not report.get("horovod_nccl"):
+            problems.append("GPUs are visible but Horovod was built without NCCL (HOROVOD_GPU_OPERATIONS=NCCL)")
+    if report["mpirun"] is None:
+        problems.append("mpirun not found on PATH; install OpenMPI (Debian: openmpi-bin libopenmpi-dev)")
+    report["problems"] = problems
+    report["ok"] = not problems
+    return report
