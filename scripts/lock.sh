@@ -10,6 +10,6 @@ python3 -m venv "$tmp/venv"
 {
   echo "# Generated from requirements.in by scripts/lock.sh: the full pinned tree (Python 3.11, CPU)."
   echo "# Horovod is not here: scripts/bootstrap.sh builds it against this TensorFlow."
-  "$tmp/venv/bin/pip" freeze
+  "$tmp/venv/bin/pip" freeze | grep -v -i "^horovod"
 } > "$root/requirements.lock"
 echo "wrote $root/requirements.lock"
