@@ -21,7 +21,7 @@ TENSORFLOW_VERSION=2.15.1
 
 RUNTIME_APT_PACKAGES=(openmpi-bin libopenmpi-dev cmake g++ make)
 # Tools the tests use for real: shellcheck for job scripts.
-TEST_APT_PACKAGES=(shellcheck)
+TEST_APT_PACKAGES=(shellcheck docker.io debootstrap slurm-wlm munge)
 
 want_test=0
 [[ "${1:-}" == "--test" ]] && want_test=1

@@ -19,8 +19,10 @@ def main(args) -> int:
         print(json.dumps(report, indent=2))
     else:
         for key, value in report.items():
-            if key not in ("problems", "ok"):
+            if key not in ("problems", "warnings", "ok"):
                 print(f"{key:>18}: {value}")
+        for warning in report["warnings"]:
+            print(f"WARNING: {warning}")
         for problem in report["problems"]:
             print(f"PROBLEM: {problem}")
         print("ok" if report["ok"] else f"{len(report['problems'])} problem(s)")

@@ -14,11 +14,22 @@ def add_config_arguments(parser) -> None:
 
 def add_arguments(parser) -> None:
     add_config_arguments(parser)
+    parser.add_argument("--resume", metavar="RUN_DIR",
+                        help="continue RUN_DIR from its newest checkpoint with its saved config (--set still applies)")
 
 
 def main(args) -> int:
+    from pathlib import Path
+
     from semhpc.config import load_config
     from semhpc.runtime.trainer import train
+    from semhpc.utils.errors import SemhpcError
 
-    train(load_config(args.config, args.overrides))
+    if args.resume:
+        if args.config:
+            raise SemhpcError("--resume uses RUN_DIR/config.yaml; do not pass --config as well")
+        cfg = load_config(Path(args.resume) / "config.yaml", [*args.overrides, f"run.dir={args.resume}"])
+        train(cfg, resume=True)
+    else:
+        train(load_config(args.config, args.overrides))
     return 0

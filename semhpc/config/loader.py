@@ -127,5 +127,5 @@ def _convert(value: Any, kind: str) -> Any:
     if kind == "float":
         return float(value) if isinstance(value, (int, float)) else None
     if kind == "str":
-        return value if isinstance(value, str) and value else None
+        return value if isinstance(value, str) else None
     return None

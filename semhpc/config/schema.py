@@ -47,9 +47,15 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "model": {
         "name": Field("str", "densenet28", "Model from the registry (`semhpc models`)."),
         "dropout": Field("float", 0.0, "Dropout before the classifier (0 = the model's default).", minimum=0.0),
+        "aux_logits": Field("bool", True, "Train with the auxiliary head when the model has one (Inception-v3)."),
     },
     "train": {
         "epochs": Field("int", 10, "Passes over the training split.", minimum=1),
+        "mode": Field("str", "scratch", "scratch, fine_tune (restore all but the logits, train all) or "
+                      "feature_extraction (restore all but the logits, train only them).",
+                      choices=("scratch", "feature_extraction", "fine_tune")),
+        "init_weights": Field("str", "", "Initial weights: a Keras .h5 weights file, a semhpc run dir, or "
+                              "'imagenet' (pre-staged in $KERAS_HOME/models); logits are not restored."),
         "batch_size": Field("int", 16, "Images per rank per step.", minimum=1),
         "optimizer": Field("str", "rmsprop", "Optimiser.", choices=("rmsprop", "sgd", "adam")),
         "lr": Field("float", 0.01, "Base learning rate for one rank.", minimum=0.0),
@@ -63,9 +69,15 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "epsilon": Field("float", 1.0, "RMSProp epsilon (TF-Slim default 1.0).", minimum=0.0),
         "weight_decay": Field("float", 1e-4, "L2 penalty on conv/dense kernels.", minimum=0.0),
         "label_smoothing": Field("float", 0.0, "Label smoothing of the cross-entropy.", minimum=0.0),
+        "clip_norm": Field("float", 0.0, "Clip the allreduced gradients to this global norm (0 = off).", minimum=0.0),
+        "precision": Field("str", "fp32", "fp32, or mixed: float16 + loss scaling on GPUs, bfloat16 on CPUs "
+                           "with AVX512_BF16/AMX, else float32 with a note.", choices=("fp32", "mixed")),
+        "xla": Field("bool", False, "XLA auto-clustering (compiles what it can around Horovod's ops)."),
+        "fp16_allreduce": Field("bool", False, "Compress gradients to float16 for the allreduce."),
         "seed": Field("int", 0, "Seed for weights init and data shuffling."),
         "log_every": Field("int", 10, "Steps between metrics.jsonl step records.", minimum=1),
         "threads": Field("int", 0, "Intra-op threads per rank; 0 = the cores this rank is bound to.", minimum=0),
+        "checkpoint_every": Field("int", 0, "Also checkpoint every N steps (0 = at epoch ends only).", minimum=0),
         "keep_checkpoints": Field("int", 3, "Checkpoints kept in run_dir/checkpoints.", minimum=1),
     },
     "launch": {

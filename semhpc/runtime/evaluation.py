@@ -31,6 +31,7 @@ def evaluate(model, dataset, num_classes: int, hvd, class_names=None) -> dict:
 
 def summarize(confusion: np.ndarray, loss_sum: float, top5_hits: float, class_names=None) -> dict:
     """Metrics from a confusion matrix (rows = true class, columns = predicted)."""
+    confusion = np.asarray(confusion, dtype=np.float64)
     n = confusion.sum()
     tp = np.diag(confusion)
     support = confusion.sum(axis=1)

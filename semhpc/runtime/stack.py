@@ -12,6 +12,7 @@ import platform
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 
 from semhpc import SUPPORTED_HOROVOD, SUPPORTED_TENSORFLOW, __version__
 from semhpc.utils.errors import SemhpcError
@@ -68,6 +69,57 @@ def mpirun_version() -> str | None:
     return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else None
 
 
+def major_version(text: str | None) -> int | None:
+    """The major number of the first dotted version in `text` ('mpirun (Open MPI) 4.1.4' -> 4)."""
+    match = re.search(r"(\d+)\.\d+", text or "")
+    return int(match.group(1)) if match else None
+
+
+def launcher_openmpi(env: Mapping[str, str]) -> str | None:
+    """The Open MPI whose launcher started this process, e.g. '5.0.3' or '4 (ORTE)'; None if none.
+
+    In the hybrid model the host's mpirun starts ranks inside the container, and the container's
+    Open MPI must speak its protocol (same major version and PMIx). A rank cannot run the host's
+    `mpirun --version`, but each launcher leaves marks, most exact first:
+    SEMHPC_HOST_MPI_VERSION (a job script may export the host's `mpirun --version`),
+    OMPI_VERSION (exported by the mpirun of Open MPI >= 5), PRTE_LAUNCHED (its PRRTE runtime),
+    OMPI_MCA_orte_* (the ORTE runtime of Open MPI <= 4, reported as 4). They count only in a
+    launched rank (OMPI_COMM_WORLD_SIZE or PMIX_RANK set): environment modules may set OMPI_VERSION.
+    """
+    if not (env.get("OMPI_COMM_WORLD_SIZE") or env.get("PMIX_RANK")):
+        return None
+    for name in ("SEMHPC_HOST_MPI_VERSION", "OMPI_VERSION"):
+        version = re.search(r"\d+(\.\d+)+", env.get(name, ""))
+        if version:
+            return version.group(0)
+    if env.get("PRTE_LAUNCHED"):
+        return "5 (PRRTE)"
+    if any(name.startswith("OMPI_MCA_orte_") for name in env):
+        return "4 (ORTE)"
+    return None
+
+
+def openmpi_mismatch(launcher: str | None, library_mpirun: str | None) -> str | None:
+    """A warning when the launcher's and this environment's Open MPI major versions differ."""
+    if launcher is None:
+        return None
+    launcher_major = int(re.match(r"\d+", launcher).group(0))
+    library_major = major_version(library_mpirun)
+    if library_major is None or launcher_major == library_major:
+        return None
+    return (f"started by the launcher of Open MPI {launcher} but the MPI here is {library_mpirun}: "
+            f"MPI_Init will likely fail or hang; use an image with Open MPI {launcher_major}.x "
+            f"or the bind model (containers/README.md)")
+
+
+def hybrid_mpi_report(library_mpirun: str | None, env: Mapping[str, str]) -> dict:
+    """`mpi_launcher` and `warnings` of stack_report: which Open MPI launched this rank, and
+    whether it can work with the MPI here (`library_mpirun`, e.g. the container's)."""
+    launcher = launcher_openmpi(env)
+    mismatch = openmpi_mismatch(launcher, library_mpirun)
+    return {"mpi_launcher": launcher, "warnings": [mismatch] if mismatch else []}
+
+
 def cpu_flags() -> set[str]:
     try:
         with open("/proc/cpuinfo") as fh:
@@ -80,13 +132,15 @@ def cpu_flags() -> set[str]:
 
 
 def container_runtime() -> str | None:
-    """'apptainer', 'singularity', 'docker' or None, from the markers each runtime leaves."""
+    """'apptainer', 'singularity', 'docker', 'podman' or None, from the markers each runtime leaves."""
     if os.environ.get("APPTAINER_CONTAINER") or os.environ.get("APPTAINER_NAME"):
         return "apptainer"
     if os.environ.get("SINGULARITY_CONTAINER") or os.environ.get("SINGULARITY_NAME"):
         return "singularity"
     if os.path.exists("/.dockerenv"):
         return "docker"
+    if os.path.exists("/run/.containerenv"):
+        return "podman"
     return None
 
 
@@ -143,6 +197,7 @@ def stack_report() -> dict:
             problems.append("GPUs are visible but Horovod was built without NCCL (HOROVOD_GPU_OPERATIONS=NCCL)")
     if report["mpirun"] is None:
         problems.append("mpirun not found on PATH; install OpenMPI (Debian: openmpi-bin libopenmpi-dev)")
+    report.update(hybrid_mpi_report(report["mpirun"], os.environ))
     report["problems"] = problems
     report["ok"] = not problems
     return report

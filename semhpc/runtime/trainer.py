@@ -15,19 +15,32 @@ import time
 from pathlib import Path
 
 from semhpc.config import Config, save_config
+from semhpc.runtime import transfer
+from semhpc.runtime.precision import apply_precision, enable_xla, resolve_precision
+from semhpc.runtime.run_artifacts import save_weights, write_status
 from semhpc.runtime.stack import require_supported_stack
 from semhpc.utils import atomic
+from semhpc.utils.errors import SemhpcError
 from semhpc.utils.metrics_log import MetricsLog
 from semhpc.utils.progress import progress
 
 
-def train(cfg: Config) -> dict:
-    """Train per `cfg`; return the test results (identical on every rank)."""
+def train(cfg: Config, resume: bool = False) -> dict:
+    """Train per `cfg` (continuing from the newest checkpoint when `resume`); return test results."""
     require_supported_stack()
     from semhpc.runtime.distributed import init_horovod
 
     world = init_horovod(cfg.train.threads)
+    run_dir = Path(cfg.run.dir)
+    try:
+        return _train(cfg, resume, world, run_dir)
+    except BaseException as exc:
+        if world.is_root and run_dir.is_dir():
+            write_status(run_dir, "failed", None, error=f"{type(exc).__name__}: {exc}")
+        raise
 
+
+def _train(cfg: Config, resume: bool, world, run_dir: Path) -> dict:
     import horovod.tensorflow as hvd
     import tensorflow as tf
 
@@ -36,24 +49,39 @@ def train(cfg: Config) -> dict:
     from semhpc.runtime.evaluation import evaluate, format_report
     from semhpc.runtime.schedule import make_optimizer, make_schedule
 
-    run_dir = Path(cfg.run.dir)
     manifest = pipeline.load_manifest(cfg.data.dir)
     classes = list(manifest["classes"])
     spec = registry.get_spec(cfg.model.name)
+    precision = resolve_precision(cfg.train.precision, bool(tf.config.list_physical_devices("GPU")))
+    apply_precision(precision)
+    if cfg.train.xla:
+        enable_xla()
 
     tf.keras.utils.set_random_seed(cfg.train.seed)
-    model = registry.build(cfg.model.name, num_classes=len(classes), input_size=cfg.data.image_size,
-                           dropout=cfg.model.dropout or None)
+    model, inference_model = _build_models(cfg, spec, len(classes))
+    init_file = transfer.resolve_init_weights(cfg.train.init_weights, cfg.model.name)
+    if init_file is None and cfg.train.mode != "scratch":
+        raise SemhpcError(f"train.mode={cfg.train.mode} needs train.init_weights (a weights file, run dir or imagenet)")
+    if init_file is not None and not resume:
+        transfer.restore_except_logits(model, init_file, spec.logits_scopes)
+    transfer.freeze_for_mode(model, cfg.train.mode, spec.logits_scopes)
+
     steps_per_epoch = pipeline.steps_per_epoch(manifest, "train", cfg.train.batch_size, world.size)
     schedule = make_schedule(cfg.train, steps_per_epoch, world.size)
     optimizer = make_optimizer(cfg.train, schedule)
+    if precision.loss_scaling:
+        optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
 
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    if resume:  # every rank reads the same checkpoint; only rank 0 ever writes one
+        _restore_latest(checkpoint, run_dir / "checkpoints")
     # Same starting point everywhere: rank 0's weights and optimizer slots.
     hvd.broadcast_variables(model.variables, root_rank=0)
     hvd.broadcast_variables(optimizer.variables, root_rank=0)
+    start_step = int(optimizer.iterations)
 
-    train_step = _make_train_step(model, optimizer, cfg.train, len(classes))
+    train_step = _make_train_step(model, optimizer, cfg.train, len(classes), spec.aux_loss_weight, precision)
 
     def dataset(split, training, epoch=0):
         return pipeline.make_dataset(
@@ -63,24 +91,34 @@ def train(cfg: Config) -> dict:
             cache=cfg.data.cache,
         )
 
-    log = None
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    log = manager = None
     if world.is_root:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir)
-        log = MetricsLog(run_dir / "metrics.jsonl")
-        log.write(kind="start", ranks=world.size, threads_per_rank=world.threads, model=cfg.model.name,
-                  params=int(model.count_params()), steps_per_epoch=steps_per_epoch,
-                  global_batch=cfg.train.batch_size * world.size)
+        write_status(run_dir, "running", start_step)
+        log = MetricsLog(run_dir / "metrics.jsonl", keep_until_step=start_step if resume else None,
+                         tensorboard_dir=run_dir / "tensorboard")
+        log.write(kind="resume" if resume else "start", step=start_step, ranks=world.size,
+                  threads_per_rank=world.threads, model=cfg.model.name, params=int(model.count_params()),
+                  trainable_params=int(sum(v.shape.num_elements() for v in model.trainable_variables)),
+                  mode=cfg.train.mode, precision=precision.policy,
+                  steps_per_epoch=steps_per_epoch, global_batch=cfg.train.batch_size * world.size)
+        if precision.note:
+            print(precision.note, flush=True)
         manager = tf.train.CheckpointManager(checkpoint, run_dir / "checkpoints",
                                              max_to_keep=cfg.train.keep_checkpoints)
 
     global_batch = cfg.train.batch_size * world.size
-    for epoch in range(cfg.train.epochs):
+    first_epoch, done_in_first = divmod(start_step, steps_per_epoch)
+    for epoch in range(first_epoch, cfg.train.epochs):
+        # Each epoch's order is a pure function of (seed, epoch): a resumed run skips exactly the
+        # batches the interrupted run had already trained on.
+        skip = done_in_first if epoch == first_epoch else 0
         interval, whole_epoch = _RunningMetrics(), _RunningMetrics()
         bar = progress(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
                        enabled=world.is_root, unit="step")
-        for images, labels in dataset("train", True, epoch).take(steps_per_epoch):
+        bar.update(skip)
+        for images, labels in dataset("train", True, epoch).skip(skip).take(steps_per_epoch - skip):
             loss, correct = train_step(images, labels)
             for running in (interval, whole_epoch):
                 running.add(float(loss), float(correct), len(labels))
@@ -95,52 +133,120 @@ def train(cfg: Config) -> dict:
                               lr=float(schedule(step)), images_per_sec=rate,
                               step_time=interval.step_time())
                 interval = _RunningMetrics()
+            if world.is_root and cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0:
+                manager.save(checkpoint_number=step)
         bar.close()
         train_time = time.perf_counter() - whole_epoch.started
         loss_avg, acc_avg = whole_epoch.averaged(hvd, "epoch_metrics")
-        val = evaluate(model, dataset("validation", False), len(classes), hvd)
+        _average_batchnorm_statistics(model, hvd)
+        val = evaluate(inference_model, dataset("validation", False), len(classes), hvd)
         if world.is_root:
             rate = whole_epoch.images_per_sec(global_batch)
-            log.write(kind="epoch", step=int(optimizer.iterations), epoch=epoch + 1, loss=loss_avg,
-                      accuracy=acc_avg, val_loss=val["loss"], val_accuracy=val["accuracy"],
-                      lr=float(schedule(optimizer.iterations)), images_per_sec=rate, epoch_time=train_time)
-            manager.save(checkpoint_number=int(optimizer.iterations))
+            step = int(optimizer.iterations)
+            log.write(kind="epoch", step=step, epoch=epoch + 1, loss=loss_avg, accuracy=acc_avg,
+                      val_loss=val["loss"], val_accuracy=val["accuracy"], lr=float(schedule(step)),
+                      images_per_sec=rate, epoch_time=train_time)
+            manager.save(checkpoint_number=step)
+            save_weights(inference_model, run_dir / "latest_weights.h5")
+            write_status(run_dir, "running", step)
             print(f"epoch {epoch + 1}: loss {loss_avg:.4f} acc {acc_avg:.4f} val_acc {val['accuracy']:.4f} "
                   f"({rate:.1f} img/s over {world.size} rank(s))", flush=True)
 
-    test = evaluate(model, dataset("test", False), len(classes), hvd, class_names=classes)
+    test = evaluate(inference_model, dataset("test", False), len(classes), hvd, class_names=classes)
+    test["replica_fingerprints"] = _replica_fingerprints(model, hvd)
+    test["steps"] = int(optimizer.iterations)
     if world.is_root:
-        model.save_weights(run_dir / "final.weights.h5")
+        save_weights(inference_model, run_dir / "final_weights.h5")
         atomic.write_json(run_dir / "test_metrics.json", test)
-        log.write(kind="test", step=int(optimizer.iterations), accuracy=test["accuracy"], loss=test["loss"])
+        log.write(kind="test", step=test["steps"], accuracy=test["accuracy"], loss=test["loss"],
+                  top5_accuracy=test["top5_accuracy"])
+        log.close()
+        write_status(run_dir, "finished", test["steps"])
         print(format_report(test), flush=True)
     return test
 
 
-def _make_train_step(model, optimizer, train_cfg, num_classes):
-    """One synchronous step: forward, loss + L2, allreduced gradients, update."""
+def _build_models(cfg: Config, spec, num_classes: int):
+    """(model trained, model evaluated and saved): the same layers; the trained one also has the
+    auxiliary head when the architecture has one and `model.aux_logits` is on."""
+    import tensorflow as tf
+
+    from semhpc.model import registry
+
+    with_aux = bool(cfg.model.aux_logits and spec.aux_loss_weight)
+    model = registry.build(cfg.model.name, num_classes=num_classes, input_size=cfg.data.image_size,
+                           aux_logits=with_aux, dropout=cfg.model.dropout or None)
+    if not with_aux:
+        return model, model
+    return model, tf.keras.Model(model.inputs, model.outputs[0], name=f"{model.name}_inference")
+
+
+def _restore_latest(checkpoint, directory: Path) -> None:
+    import tensorflow as tf
+
+    latest = tf.train.latest_checkpoint(directory)
+    if latest is None:
+        raise SemhpcError(f"{directory}: no checkpoint to resume from")
+    checkpoint.restore(latest).assert_existing_objects_matched()
+
+
+def _make_train_step(model, optimizer, train_cfg, num_classes, aux_loss_weight, precision):
+    """One synchronous step: forward, loss (+ auxiliary loss, + L2), allreduced gradients, update."""
     import horovod.tensorflow as hvd
     import tensorflow as tf
 
     loss_fn = tf.keras.losses.CategoricalCrossentropy(from_logits=True,
                                                       label_smoothing=train_cfg.label_smoothing)
     kernels = [v for v in model.trainable_variables if "kernel" in v.name]
+    compression = hvd.Compression.fp16 if train_cfg.fp16_allreduce else hvd.Compression.none
 
     @tf.function
     def train_step(images, labels):
+        targets = tf.one_hot(labels, num_classes)
         with tf.GradientTape() as tape:
-            logits = model(images, training=True)
-            loss = loss_fn(tf.one_hot(labels, num_classes), logits)
-            if train_cfg.weight_decay:
+            outputs = model(images, training=True)
+            if isinstance(outputs, (list, tuple)):  # [logits, auxiliary logits]
+                logits = tf.cast(outputs[0], tf.float32)
+                loss = loss_fn(targets, logits) + aux_loss_weight * loss_fn(targets, tf.cast(outputs[1], tf.float32))
+            else:
+                logits = tf.cast(outputs, tf.float32)
+                loss = loss_fn(targets, logits)
+            if train_cfg.weight_decay and kernels:
                 loss += train_cfg.weight_decay * tf.add_n([tf.nn.l2_loss(k) for k in kernels])
-        tape = hvd.DistributedGradientTape(tape)
-        grads = tape.gradient(loss, model.trainable_variables)
+            scaled_loss = optimizer.get_scaled_loss(loss) if precision.loss_scaling else loss
+        tape = hvd.DistributedGradientTape(tape, compression=compression)
+        grads = tape.gradient(scaled_loss, model.trainable_variables)
+        if precision.loss_scaling:
+            grads = optimizer.get_unscaled_gradients(grads)
+        if train_cfg.clip_norm:
+            grads, _ = tf.clip_by_global_norm(grads, train_cfg.clip_norm)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=labels.dtype), labels),
                                         tf.float32))
         return loss, correct
 
     return train_step
+
+
+def _average_batchnorm_statistics(model, hvd):
+    """Average BatchNorm moving statistics over ranks.
+
+    Gradients are allreduced, so trainable weights stay identical on every rank, but each rank's
+    moving mean/variance come from its own batches. Averaging them once per epoch keeps the
+    replicas identical and gives validation a better estimate than any single rank's.
+    """
+    for variable in model.non_trainable_variables:
+        if "moving_" in variable.name:
+            variable.assign(hvd.allreduce(variable, op=hvd.Average, name=f"sync_{variable.name}"))
+
+
+def _replica_fingerprints(model, hvd) -> list[float]:
+    """One checksum of all weights per rank, gathered: equal values prove the replicas agree."""
+    import numpy as np
+    import tensorflow as tf
+
+    local = sum((i + 1) * float(np.sum(v.numpy(), dtype=np.float64)) for i, v in enumerate(model.variables))
+    return [float(x) for x in hvd.allgather(tf.constant([local], tf.float64), name="fingerprints").numpy()]
 
 
 class _RunningMetrics:

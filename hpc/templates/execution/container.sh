@@ -1,0 +1,11 @@
+# Container: every rank is a container started by the host's launcher (hybrid MPI model: the
+# host mpirun/srun starts the ranks, the image's Open MPI joins them through PMIx).
+if ! command -v "$SEMHPC_RUNTIME" >/dev/null 2>&1; then
+  echo "semhpc job: $SEMHPC_RUNTIME not found; add its module to the profile's execution.modules" >&2
+  exit 1
+fi
+if [[ $SEMHPC_IMAGE != *://* && ! -r $SEMHPC_IMAGE ]]; then
+  echo "semhpc job: cannot read the image $SEMHPC_IMAGE (the profile's execution.image)" >&2
+  exit 1
+fi
+SEMHPC_PYTHON=("$SEMHPC_RUNTIME" exec "${SEMHPC_CONTAINER_OPTIONS[@]}" "$SEMHPC_IMAGE" python)

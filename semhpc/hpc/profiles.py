@@ -1,0 +1,188 @@
+"""Cluster profiles: one YAML file per site, validated against PROFILE_SCHEMA.
+
+A profile holds everything that differs between sites (REFERENCE §7): scheduler, account and
+queues, node shape, module names, container image or venv, MPI launcher, interface settings and
+paths. Job scripts are rendered from it; no site detail lives in code.
+
+Profiles are looked up by name (the file name without .yaml) in, first match wins:
+  1. the folders of $SEMHPC_CLUSTERS (colon-separated): a user's own or modified profiles;
+  2. /etc/semhpc/clusters: profiles a site deployment installs;
+  3. hpc/clusters in the semhpc repository: the shipped ones.
+`--cluster` also takes a path to a .yaml file. To add a site, copy a shipped profile into one of
+the first two places and edit it (hpc/README.md).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+from semhpc.config.loader import _check, _did_you_mean, _read_yaml
+from semhpc.config.schema import Field
+from semhpc.hpc import SHIPPED_DIR, shell
+from semhpc.hpc.resources import parse_walltime
+from semhpc.utils.errors import SemhpcError
+
+SITE_DIR = Path("/etc/semhpc/clusters")
+REQUIRED = None  # a Field default of None marks a key every profile must set
+
+# Values that end up unquoted in #SBATCH / #PBS directives: no spaces, quotes or shell syntax.
+DIRECTIVE_WORD = re.compile(r"[A-Za-z0-9_.@,+-]+")
+# Profile names (file names) appear in job scripts' comments and in `semhpc jobs`.
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+PROFILE_SCHEMA: dict[str, dict[str, Field]] = {
+    "scheduler": {
+        "type": Field("str", REQUIRED, "Batch system.", choices=("slurm", "pbs")),
+        "account": Field("str", "", "Account/project charged (--account / -A); empty: the user's default."),
+        "cpu_queue": Field("str", "", "Partition (Slurm) or queue (PBS) for CPU jobs; empty: the default."),
+        "gpu_queue": Field("str", "", "Partition or queue for GPU jobs; empty: the default."),
+        "default_walltime": Field("str", "01:00:00", "Walltime when --walltime is not given (HH:MM:SS)."),
+        "max_walltime": Field("str", "", "Longest walltime the queues allow (HH:MM:SS); empty: no check."),
+        "login_host": Field("str", "", "Host for the Jupyter `ssh -L` tunnel; empty: the submit host."),
+    },
+    "node": {
+        "cores": Field("int", REQUIRED, "Physical cores per node.", minimum=1),
+        "gpus": Field("int", 0, "GPUs per GPU node (one Horovod rank per GPU).", minimum=0),
+        "memory_gb": Field("int", 0, "Memory to request per node in GB; 0: the scheduler's default.", minimum=0),
+        "cpu_ranks": Field("int", 1, "Ranks per node in CPU jobs: one per socket or per core group.", minimum=1),
+    },
+    "execution": {
+        "mode": Field("str", REQUIRED, "Where ranks run.", choices=("container", "bare-metal")),
+        "runtime": Field("str", "apptainer", "Container runtime.", choices=("apptainer", "singularity")),
+        "image": Field("str", "", "Container image (.sif) on a filesystem the compute nodes see."),
+        "venv": Field("str", "", "Bare-metal venv with semhpc; empty: the venv running `semhpc submit`."),
+        "modules": Field("list[str]", [], "`module load` names, in order (MPI, CUDA, the container runtime)."),
+        "launcher": Field("str", "mpirun", "How ranks start: host mpirun (hybrid model) or `srun --mpi=pmix`.",
+                          choices=("mpirun", "srun")),
+    },
+    "paths": {
+        "data": Field("str", "", "Where datasets live (bound into the container)."),
+        "scratch": Field("str", "", "Fast scratch space, e.g. Lustre (bound into the container)."),
+    },
+}
+TOP_LEVEL = ("description", *PROFILE_SCHEMA, "env")
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    path: Path
+    description: str
+    scheduler: SimpleNamespace
+    node: SimpleNamespace
+    execution: SimpleNamespace
+    paths: SimpleNamespace
+    env: dict[str, str]  # exported in every job, after semhpc's own settings
+
+
+def profile_dirs() -> list[Path]:
+    """The folders searched for profiles, highest precedence first."""
+    user = [Path(p) for p in os.environ.get("SEMHPC_CLUSTERS", "").split(os.pathsep) if p]
+    return [*user, SITE_DIR, SHIPPED_DIR / "clusters"]
+
+
+def available_profiles() -> dict[str, Path]:
+    """Profile name -> file, after precedence (a user's galileo.yaml hides the shipped one)."""
+    found: dict[str, Path] = {}
+    for folder in profile_dirs():
+        for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
+            found.setdefault(path.stem, path)
+    return found
+
+
+def load_profile(name_or_path: str) -> Profile:
+    """The validated profile named `name_or_path`, or read from that .yaml path."""
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml") or not path.is_file():
+        profiles = available_profiles()
+        if name_or_path not in profiles:
+            where = ", ".join(str(d) for d in profile_dirs())
+            raise SemhpcError(f"unknown cluster '{name_or_path}'{_did_you_mean(name_or_path, profiles)} "
+                              f"(profiles are read from: {where})")
+        path = profiles[name_or_path]
+    return parse_profile(path.stem, path, _read_yaml(path))
+
+
+def parse_profile(name: str, path: Path, data: dict) -> Profile:
+    source = str(path)
+    if not PROFILE_NAME.fullmatch(name):
+        raise SemhpcError(f"{source}: a profile's file name may only hold letters, digits and _ . -")
+    for key in data:
+        if key not in TOP_LEVEL:
+            raise SemhpcError(f"{source}: unknown key '{key}'{_did_you_mean(key, TOP_LEVEL)}")
+    sections = {section: _section(section, data.get(section) or {}, source) for section in PROFILE_SCHEMA}
+    profile = Profile(name=name, path=path, description=str(data.get("description", "")),
+                      env=_environment(data.get("env") or {}, source),
+                      **{section: SimpleNamespace(**values) for section, values in sections.items()})
+    _check_consistency(profile, source)
+    return profile
+
+
+def _section(section: str, values: dict, source: str) -> dict:
+    if not isinstance(values, dict):
+        raise SemhpcError(f"{source}: '{section}' must be a mapping, got {type(values).__name__}")
+    fields = PROFILE_SCHEMA[section]
+    for key in values:
+        if key not in fields:
+            raise SemhpcError(f"{source}: unknown key '{section}.{key}'{_did_you_mean(key, fields, section)}")
+    checked = {}
+    for key, field in fields.items():
+        if values.get(key) is None or values[key] == field.default:  # absent, empty (null) or default
+            if field.default is REQUIRED:
+                raise SemhpcError(f"{source}: missing required key '{section}.{key}' ({field.help})")
+            checked[key] = copy.deepcopy(field.default)
+        else:
+            checked[key] = _check(f"{section}.{key}", values[key], field, source)
+    return checked
+
+
+def _environment(env: dict, source: str) -> dict[str, str]:
+    if not isinstance(env, dict):
+        raise SemhpcError(f"{source}: 'env' must be a mapping of NAME: value, got {type(env).__name__}")
+    checked = {}
+    for name, value in env.items():
+        if not isinstance(name, str) or not shell.ENV_NAME.fullmatch(name):
+            raise SemhpcError(f"{source}: env name {name!r} is not a valid environment variable name")
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise SemhpcError(f"{source}: env.{name} = {value!r} must be a string or a number")
+        checked[name] = str(value)
+        _check_references(f"env.{name}", checked[name], source)
+    return checked
+
+
+def _check_consistency(profile: Profile, source: str) -> None:
+    """Rules between keys, and values that reach directives or the shell."""
+    sched, execution = profile.scheduler, profile.execution
+    for key in ("account", "cpu_queue", "gpu_queue", "login_host"):
+        value = getattr(sched, key)
+        if value and not DIRECTIVE_WORD.fullmatch(value):
+            raise SemhpcError(f"{source}: scheduler.{key} = {value!r} may only hold letters, digits and . _ - + @ ,")
+    for key in ("default_walltime", "max_walltime"):
+        if getattr(sched, key):
+            parse_walltime(getattr(sched, key), f"{source}: scheduler.{key}")
+    if sched.max_walltime and parse_walltime(sched.default_walltime, "") > parse_walltime(sched.max_walltime, ""):
+        raise SemhpcError(f"{source}: scheduler.default_walltime {sched.default_walltime} exceeds "
+                          f"max_walltime {sched.max_walltime}")
+    if execution.mode == "container" and not execution.image:
+        raise SemhpcError(f"{source}: execution.image is required when execution.mode is container")
+    if execution.launcher == "srun" and sched.type != "slurm":
+        raise SemhpcError(f"{source}: execution.launcher srun needs scheduler.type slurm (use mpirun with PBS)")
+    if profile.node.cpu_ranks > profile.node.cores:
+        raise SemhpcError(f"{source}: node.cpu_ranks {profile.node.cpu_ranks} exceeds node.cores {profile.node.cores}")
+    for key in ("image", "venv"):
+        _check_references(f"execution.{key}", getattr(execution, key), source)
+    for key, value in vars(profile.paths).items():
+        _check_references(f"paths.{key}", value, source)
+        if execution.mode == "container" and any(sep in value for sep in ",:"):
+            raise SemhpcError(f"{source}: paths.{key} = {value!r}: a container bind path cannot hold ',' or ':'")
+
+
+def _check_references(key: str, value: str, source: str) -> None:
+    if shell.stray_dollar(value) or "`" in value:
+        raise SemhpcError(f"{source}: {key} = {value!r}: only ${{NAME}} references to environment variables "
+                          "are expanded; write $VAR as ${VAR} and do not use $(...) or backticks")

@@ -1,0 +1,117 @@
+"""What a job asks the scheduler for: job kinds, walltime, and nodes -> Horovod ranks.
+
+The mapping (hpc/README.md, "Resources and ranks"):
+- GPU jobs: one rank per GPU; the node's cores are split evenly between its ranks.
+- CPU jobs: `node.cpu_ranks` ranks per node (one per socket, or per core group on a KNL), each
+  bound to cores // cpu_ranks cores with as many OpenMP/intra-op threads.
+- Single-process jobs (jupyter): one rank with the whole node.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from semhpc.utils.errors import SemhpcError
+
+
+@dataclass(frozen=True)
+class JobKind:
+    script: str          # the job snippet in hpc/templates/job/
+    command: str         # the semhpc command the ranks run ("" for jupyter)
+    uses_gpus: bool      # by default, ask for every GPU of a GPU node
+    single_process: bool  # one rank on one node
+
+
+JOB_KINDS = {
+    "train": JobKind("ranks.sh", "train", uses_gpus=True, single_process=False),
+    "bench": JobKind("ranks.sh", "bench", uses_gpus=True, single_process=False),
+    "classify": JobKind("ranks.sh", "classify", uses_gpus=True, single_process=False),
+    "ingest": JobKind("ranks.sh", "ingest", uses_gpus=False, single_process=False),
+    "jupyter": JobKind("jupyter.sh", "", uses_gpus=False, single_process=True),
+}
+
+
+@dataclass(frozen=True)
+class ResourcePlan:
+    nodes: int
+    ranks_per_node: int
+    cores_per_rank: int
+    gpus_per_node: int
+    walltime: str  # HH:MM:SS, hours may exceed 24
+    queue: str     # "" = the scheduler's default
+
+    @property
+    def ranks(self) -> int:
+        return self.nodes * self.ranks_per_node
+
+    @property
+    def cores_per_node(self) -> int:
+        return self.ranks_per_node * self.cores_per_rank
+
+
+def plan_resources(profile, kind: str, *, nodes: int | None = None, gpus_per_node: int | None = None,
+                   walltime: str | None = None, queue: str | None = None) -> ResourcePlan:
+    """The resources of one job of `kind` on `profile`'s nodes; raises on impossible requests."""
+    job, node, sched = JOB_KINDS[kind], profile.node, profile.scheduler
+    nodes = 1 if nodes is None else nodes
+    if nodes < 1:
+        raise SemhpcError(f"--nodes {nodes}: must be >= 1")
+    if job.single_process and nodes != 1:
+        raise SemhpcError(f"a {kind} job runs on one node; drop --nodes {nodes}")
+    gpus = (node.gpus if job.uses_gpus else 0) if gpus_per_node is None else gpus_per_node
+    if not 0 <= gpus <= node.gpus:
+        raise SemhpcError(f"--gpus-per-node {gpus}: {profile.name} nodes have {node.gpus} GPU(s)")
+    if job.single_process:
+        ranks_per_node = 1
+    else:
+        ranks_per_node = gpus or node.cpu_ranks
+    seconds = parse_walltime(walltime or sched.default_walltime, "--walltime")
+    if sched.max_walltime and seconds > parse_walltime(sched.max_walltime, ""):
+        raise SemhpcError(f"--walltime {walltime}: {profile.name} allows at most {sched.max_walltime}")
+    queue = queue if queue is not None else (sched.gpu_queue if gpus else sched.cpu_queue)
+    return ResourcePlan(nodes=nodes, ranks_per_node=ranks_per_node, cores_per_rank=node.cores // ranks_per_node,
+                        gpus_per_node=gpus, walltime=format_walltime(seconds), queue=queue)
+
+
+def scaling_sweep(full: ResourcePlan) -> list[ResourcePlan]:
+    """The bench sweep up to `full`: 1, 2, 4 ... ranks on one node, then 2, 4 ... full nodes.
+
+    Every point keeps the cores (and GPU) per rank of the full job, so points differ only in the
+    number of ranks; each is its own job because a job array cannot vary its node count.
+    """
+    def doubling(upto: int) -> list[int]:
+        counts = [1]
+        while counts[-1] * 2 < upto:
+            counts.append(counts[-1] * 2)
+        return counts + ([upto] if upto > 1 else [])
+
+    gpus_per_rank = 1 if full.gpus_per_node else 0
+    points = [replace(full, nodes=1, ranks_per_node=r, gpus_per_node=r * gpus_per_rank)
+              for r in doubling(full.ranks_per_node)]
+    points += [replace(full, nodes=n) for n in doubling(full.nodes)[1:]]
+    return points
+
+
+_CLOCK = re.compile(r"(?:(\d+)-)?(\d+):(\d\d):(\d\d)")
+_UNITS = {"d": 86400, "h": 3600, "m": 60}
+
+
+def parse_walltime(text: str, what: str) -> int:
+    """Seconds in `H:MM:SS`, `D-HH:MM:SS`, or `90m` / `12h` / `2d`; `what` names the source in errors."""
+    text = str(text).strip()
+    clock = _CLOCK.fullmatch(text)
+    if clock:
+        days, hours, minutes, seconds = (int(g or 0) for g in clock.groups())
+        if minutes < 60 and seconds < 60:
+            return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+    elif re.fullmatch(r"\d+[dhm]", text):
+        return int(text[:-1]) * _UNITS[text[-1]]
+    raise SemhpcError(f"{what} {text!r}: walltime must look like 02:30:00, 1-12:00:00, 90m, 12h or 2d")
+
+
+def format_walltime(seconds: int) -> str:
+    """HH:MM:SS, which both Slurm and PBS Pro accept (hours may be more than 24)."""
+    if seconds <= 0:
+        raise SemhpcError("walltime must be longer than zero")
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

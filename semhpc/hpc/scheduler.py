@@ -1,0 +1,153 @@
+"""Everything that differs between Slurm and PBS Pro on the Python side.
+
+Each scheduler knows its job-script directives (from a ResourcePlan) and wraps its commands:
+submit (sbatch / qsub), status (squeue / qstat) and cancel (scancel / qdel). The bash side of
+the difference (job id, node list, submit directory) is in hpc/templates/scheduler/.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+from semhpc.hpc.resources import ResourcePlan
+from semhpc.utils.errors import SemhpcError
+
+# States after which a job is gone for good (Slurm's words; PBS letters are mapped onto them).
+FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED",
+            "BOOT_FAIL", "DEADLINE", "FINISHED"}
+
+
+class Scheduler:
+    name = ""
+    directive = ""
+    submit_command = ""
+    status_command = ""
+    cancel_command = ""
+
+    def directives(self, plan: ResourcePlan, profile, job_name: str, log: str) -> list[str]:
+        raise NotImplementedError
+
+    def log_pattern(self, prefix: str, stamp: str) -> str:
+        """The log file the scheduler writes, for job files starting with `prefix`."""
+        raise NotImplementedError
+
+    def log_of(self, pattern: str, job_id: str) -> str:
+        return pattern
+
+    def submit(self, script: Path, after: str | None = None) -> str:
+        """Submit `script` (to start after job `after` ends, if given); return the job id."""
+        raise NotImplementedError
+
+    def states(self, job_ids: list[str]) -> dict[str, str]:
+        """Job id -> state for the ids the scheduler still knows."""
+        raise NotImplementedError
+
+    def cancel(self, job_ids: list[str]) -> None:
+        _run([self.cancel_command, *job_ids])
+
+    def available(self) -> bool:
+        return shutil.which(self.status_command) is not None
+
+
+class Slurm(Scheduler):
+    name = "slurm"
+    directive = "#SBATCH"
+    submit_command, status_command, cancel_command = "sbatch", "squeue", "scancel"
+
+    def directives(self, plan, profile, job_name, log):
+        lines = [f"--job-name={job_name}", f"--nodes={plan.nodes}", f"--ntasks-per-node={plan.ranks_per_node}",
+                 f"--cpus-per-task={plan.cores_per_rank}"]
+        if plan.gpus_per_node:
+            lines.append(f"--gres=gpu:{plan.gpus_per_node}")
+        if profile.node.memory_gb:
+            lines.append(f"--mem={profile.node.memory_gb}G")
+        lines.append(f"--time={plan.walltime}")
+        if plan.queue:
+            lines.append(f"--partition={plan.queue}")
+        if profile.scheduler.account:
+            lines.append(f"--account={profile.scheduler.account}")
+        lines.append(f"--output={log}")
+        return [f"{self.directive} {line}" for line in lines]
+
+    def log_pattern(self, prefix, stamp):
+        return f"{prefix}-%j.log"
+
+    def log_of(self, pattern, job_id):
+        return pattern.replace("%j", job_id)
+
+    def submit(self, script, after=None):
+        cmd = [self.submit_command, "--parsable"]
+        if after:
+            cmd.append(f"--dependency=afterany:{after}")
+        out = _run([*cmd, str(script)])
+        return out.strip().split(";")[0]  # "ID" or "ID;cluster"
+
+    def states(self, job_ids):
+        out = _run([self.status_command, "--noheader", "--states=all", f"--user={getpass.getuser()}",
+                    "--format=%i|%T"])
+        wanted = set(job_ids)
+        return {job: state for job, _, state in (line.partition("|") for line in out.splitlines()) if job in wanted}
+
+
+class PbsPro(Scheduler):
+    name = "pbs"
+    directive = "#PBS"
+    submit_command, status_command, cancel_command = "qsub", "qstat", "qdel"
+    # qstat job_state letters, in Slurm's words.
+    STATES = {"Q": "PENDING", "H": "HELD", "W": "WAITING", "T": "MOVING", "R": "RUNNING", "B": "RUNNING",
+              "E": "EXITING", "S": "SUSPENDED", "U": "SUSPENDED", "F": "FINISHED", "X": "FINISHED",
+              "M": "MOVED"}
+
+    def directives(self, plan, profile, job_name, log):
+        chunk = f"select={plan.nodes}:ncpus={plan.cores_per_node}"
+        if plan.gpus_per_node:
+            chunk += f":ngpus={plan.gpus_per_node}"
+        chunk += f":mpiprocs={plan.ranks_per_node}"
+        if profile.node.memory_gb:
+            chunk += f":mem={profile.node.memory_gb}gb"
+        lines = [f"-N {job_name}", f"-l {chunk}", "-l place=scatter", f"-l walltime={plan.walltime}"]
+        if plan.queue:
+            lines.append(f"-q {plan.queue}")
+        if profile.scheduler.account:
+            lines.append(f"-A {profile.scheduler.account}")
+        # One log with stdout and stderr, written in place while the job runs (not spooled).
+        lines += ["-j oe", "-k oed", f"-o {log}"]
+        return [f"{self.directive} {line}" for line in lines]
+
+    def log_pattern(self, prefix, stamp):
+        return f"{prefix}-{stamp}.log"  # PBS cannot put the job id into -o
+
+    def submit(self, script, after=None):
+        cmd = [self.submit_command]
+        if after:
+            cmd += ["-W", f"depend=afterany:{after}"]
+        return _run([*cmd, str(script)]).strip()
+
+    def states(self, job_ids):
+        # -x includes finished jobs the server still remembers; unknown ids only add stderr lines.
+        out = _run([self.status_command, "-x", "-f", "-F", "json", *job_ids], check=False)
+        jobs = json.loads(out or "{}").get("Jobs", {})
+        return {job: self.STATES.get(info.get("job_state", ""), info.get("job_state", "?"))
+                for job, info in jobs.items()}
+
+
+SCHEDULERS = {scheduler.name: scheduler for scheduler in (Slurm(), PbsPro())}
+
+
+def for_profile(profile) -> Scheduler:
+    return SCHEDULERS[profile.scheduler.type]
+
+
+def _run(cmd: list[str], check: bool = True) -> str:
+    """Run a scheduler command; its failure becomes one SemhpcError line with its own message."""
+    if shutil.which(cmd[0]) is None:
+        raise SemhpcError(f"{cmd[0]} not found: run this on a login node of the cluster")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        detail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+        raise SemhpcError(f"{' '.join(cmd[:2])} failed (exit {proc.returncode}): {detail[-1] if detail else ''}")
+    return proc.stdout

@@ -1,0 +1,51 @@
+"""Numeric precision and compiler settings that depend on the hardware, decided in one place.
+
+`train.precision: mixed` means float16 compute with dynamic loss scaling on GPUs, and bfloat16 on
+CPUs that have native bfloat16 arithmetic (AVX512_BF16 or AMX, as `semhpc doctor` reports):
+there it is about 1.5x faster than float32 for DenseNet-28 (docs/benchmarks.md), and bfloat16
+keeps float32's exponent range, so it needs no loss scaling. On a CPU without those units
+bfloat16 is emulated and slower, so `mixed` falls back to float32 with one printed line instead
+of failing. Variables stay float32 in every policy; the logits are cast to float32 for the loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from semhpc.runtime.stack import cpu_flags
+
+
+@dataclass(frozen=True)
+class Precision:
+    policy: str  # a tf.keras.mixed_precision policy name
+    loss_scaling: bool
+    note: str | None  # why the request was changed, for the log; None when honoured
+
+
+def resolve_precision(requested: str, has_gpu: bool, cpu_has_bf16: bool | None = None) -> Precision:
+    """The Keras policy for `train.precision` on this hardware."""
+    if requested == "fp32":
+        return Precision("float32", False, None)
+    if has_gpu:
+        return Precision("mixed_float16", True, None)
+    if cpu_has_bf16 is None:
+        cpu_has_bf16 = bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+    if cpu_has_bf16:
+        return Precision("mixed_bfloat16", False, None)
+    return Precision("float32", False,
+                     "train.precision=mixed: no GPU and no AVX512_BF16/AMX on this CPU; training in float32")
+
+
+def apply_precision(precision: Precision) -> None:
+    """Set the global Keras policy; call before building the model."""
+    import tensorflow as tf
+
+    tf.keras.mixed_precision.set_global_policy(precision.policy)
+
+
+def enable_xla() -> None:
+    """XLA auto-clustering: TensorFlow compiles the clusters of ops it can and leaves the rest
+    (Horovod's allreduce ops among them) to the normal runtime, so it composes with Horovod."""
+    import tensorflow as tf
+
+    tf.config.optimizer.set_jit("autoclustering")

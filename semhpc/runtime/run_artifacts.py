@@ -1,0 +1,66 @@
+"""The files of a run directory that other commands read: status, weights, the trained model.
+
+`semhpc train` (rank 0) writes them; `semhpc eval`, `semhpc export`, `semhpc.monitor` and the
+notebooks read them. Layout (see also README "Outputs"):
+  config.yaml          the resolved configuration
+  status.json          {"state": "running"|"finished"|"failed", "pid", "host", "updated", "step", "error"}
+  metrics.jsonl        one record per step interval / epoch (`semhpc.utils.metrics_log`)
+  checkpoints/         model + optimizer state for `--resume`
+  latest_weights.h5    inference weights after the newest epoch (Keras HDF5)
+  final_weights.h5     inference weights after the last epoch
+  test_metrics.json    test-split evaluation at the end; eval.json from `semhpc eval`
+  tensorboard/         TensorBoard scalars
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+from semhpc.utils import atomic
+from semhpc.utils.errors import SemhpcError
+
+STATES = ("running", "finished", "failed")
+
+
+def write_status(run_dir: Path, state: str, step: int | None, error: str | None = None) -> None:
+    """Atomically record the run's state; a monitor also checks whether `pid` on `host` is alive."""
+    assert state in STATES, state
+    atomic.write_json(Path(run_dir) / "status.json", {
+        "state": state, "pid": os.getpid(), "host": socket.gethostname(), "updated": time.time(),
+        "step": step, "error": error,
+    })
+
+
+def save_weights(model, path: Path) -> None:
+    """Keras HDF5 weights (the classic format, which stores layer names: transfer learning and
+    `load_trained_model` match by name), written atomically (a reader never sees half a file).
+    The files are `*_weights.h5`, not `*.weights.h5`: Keras 2.15 reads that suffix as its
+    newer format, which has no layer names."""
+    with atomic.atomic_path(path) as tmp:
+        model.save_weights(str(tmp), save_format="h5")
+
+
+def trained_weights(run_dir: Path) -> Path:
+    """final_weights.h5, else latest_weights.h5 (a run still going or stopped early)."""
+    for name in ("final_weights.h5", "latest_weights.h5"):
+        if (Path(run_dir) / name).is_file():
+            return Path(run_dir) / name
+    raise SemhpcError(f"{run_dir}: no final_weights.h5 or latest_weights.h5 (has `semhpc train` finished an epoch?)")
+
+
+def load_trained_model(run_dir: Path, cfg, num_classes: int):
+    """The inference model of a run (no auxiliary head), with its trained weights, matched by layer
+    name (the trained model may have had an auxiliary head, so its layer order differs)."""
+    from semhpc.model import registry
+    from semhpc.runtime.transfer import restore_except_logits
+
+    model = registry.build(cfg.model.name, num_classes=num_classes, input_size=cfg.data.image_size)
+    weights = trained_weights(run_dir)
+    expected = sum(1 for layer in model.layers if layer.weights)
+    restored = restore_except_logits(model, weights, logits_scopes=())
+    if restored != expected:
+        raise SemhpcError(f"{weights}: holds {restored} of the {expected} layers of {cfg.model.name}")
+    return model

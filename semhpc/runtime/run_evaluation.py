@@ -1,0 +1,64 @@
+"""Evaluate a finished (or running) training run on one split, over all Horovod ranks.
+
+Besides the metrics of `evaluation.evaluate`, the result carries the thesis' reported figure
+(REFERENCE §3): mean ± standard deviation of the last ten evaluations during training, read from
+the run's metrics.jsonl (validation accuracy at each epoch end).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from semhpc.config import load_config
+from semhpc.utils import atomic
+from semhpc.utils.errors import SemhpcError
+from semhpc.utils.metrics_log import read_metrics
+
+LAST_EVALUATIONS = 10
+
+
+def evaluate_run(run_dir: Path, split: str = "test", data_dir: str | None = None,
+                 batch_size: int = 32) -> dict | None:
+    """Evaluate; rank 0 writes RUN/eval.json (eval-<split>.json for other splits) and gets the
+    result, other ranks get None."""
+    from semhpc.runtime.stack import require_supported_stack
+
+    require_supported_stack()
+    if not (run_dir / "config.yaml").is_file():
+        raise SemhpcError(f"{run_dir}: no config.yaml (not a semhpc run directory)")
+    cfg = load_config(run_dir / "config.yaml", [f"data.dir={data_dir}"] if data_dir else [])
+
+    from semhpc.runtime.distributed import init_horovod
+
+    world = init_horovod(cfg.train.threads)
+    import horovod.tensorflow as hvd
+
+    from semhpc.data import pipeline
+    from semhpc.model import registry
+    from semhpc.runtime.evaluation import evaluate
+    from semhpc.runtime.run_artifacts import load_trained_model, trained_weights
+
+    classes = list(pipeline.load_manifest(cfg.data.dir)["classes"])
+    spec = registry.get_spec(cfg.model.name)
+    model = load_trained_model(run_dir, cfg, len(classes))
+    dataset = pipeline.make_dataset(cfg.data.dir, split, cfg.data.image_size, batch_size, training=False,
+                                    rank=world.rank, world_size=world.size,
+                                    preprocess_fn=lambda x: registry.preprocess(x, spec), augment=False)
+    result = evaluate(model, dataset, len(classes), hvd, class_names=classes)
+    if not world.is_root:
+        return None
+    result.update(split=split, run_dir=str(run_dir), weights=trained_weights(run_dir).name, ranks=world.size,
+                  last_evaluations=last_evaluations(run_dir / "metrics.jsonl"))
+    atomic.write_json(run_dir / ("eval.json" if split == "test" else f"eval-{split}.json"), result)
+    return result
+
+
+def last_evaluations(metrics_path: Path, count: int = LAST_EVALUATIONS) -> dict:
+    """Mean and standard deviation of the last `count` epoch-end validation accuracies."""
+    values = [r["val_accuracy"] for r in read_metrics(metrics_path) if r.get("kind") == "epoch"] \
+        if metrics_path.is_file() else []
+    values = values[-count:]
+    return {"count": len(values), "mean": float(np.mean(values)) if values else None,
+            "std": float(np.std(values)) if values else None, "values": values}

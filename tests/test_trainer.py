@@ -1,0 +1,219 @@
+"""The Horovod trainer under real `mpirun -np 2`: replicas agree, only rank 0 writes, resume is exact,
+a dead rank does not hang the job, and a tiny run learns."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from semhpc.runtime.launcher import mpirun_command
+from semhpc.utils.metrics_log import read_metrics
+
+pytestmark = pytest.mark.mpi
+
+TINY = [
+    "model.name=densenet28", "data.image_size=32", "train.batch_size=4", "train.epochs=2",
+    "train.log_every=1", "data.augment=false",
+]
+
+
+def semhpc(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "semhpc", *args], capture_output=True, text=True,
+                          timeout=kwargs.pop("timeout", 600), **kwargs)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("trainer-data")
+    out = semhpc("synth", str(root / "tiffs"), "--per-class", "8", "--size", "64x48", "--seed", "3")
+    assert out.returncode == 0, out.stderr
+    out = semhpc("ingest", str(root / "tiffs"), str(root / "data"), "--size", "64x48", "--shards-per-split", "2")
+    assert out.returncode == 0, out.stderr
+    return root / "data"
+
+
+def train_args(dataset, run_dir, *extra):
+    sets = [*TINY, f"data.dir={dataset}", f"run.dir={run_dir}", *extra]
+    return ["train", *[arg for s in sets for arg in ("--set", s)]]
+
+
+def steps_per_epoch(dataset, ranks=2, batch=4):
+    manifest = json.loads((Path(dataset) / "manifest.json").read_text())
+    n_train = sum(manifest["counts"]["train"].values())
+    return n_train // (ranks * batch)
+
+
+def test_two_ranks_agree_and_only_rank0_writes(dataset, tmp_path):
+    """MPMD launch: rank 0 works in r0/, rank 1 in r1/; a relative run dir would land in r1/ if
+    rank 1 wrote anything."""
+    (tmp_path / "r0").mkdir()
+    (tmp_path / "r1").mkdir()
+    single = mpirun_command(1, train_args(dataset, "run"))
+    app_at = single.index(sys.executable)
+    options, app = single[3:app_at], single[app_at:]
+    cmd = ["mpirun", *options, "-np", "1", "--wdir", str(tmp_path / "r0"), *app,
+           ":", "-np", "1", "--wdir", str(tmp_path / "r1"), *app]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+
+    assert list((tmp_path / "r1").iterdir()) == []
+    run = tmp_path / "r0" / "run"
+    assert {p.name for p in run.iterdir()} >= {"config.yaml", "metrics.jsonl", "checkpoints", "status.json",
+                                               "latest_weights.h5", "final_weights.h5", "test_metrics.json",
+                                               "tensorboard"}
+    assert json.loads((run / "status.json").read_text())["state"] == "finished"
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    result = json.loads((run / "test_metrics.json").read_text())
+    fingerprints = result["replica_fingerprints"]
+    assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]
+    assert result["steps"] == 2 * steps_per_epoch(dataset)
+
+    records = read_metrics(run / "metrics.jsonl")
+    assert records[0]["kind"] == "start" and records[0]["ranks"] == 2
+    steps = [r["step"] for r in records if r["kind"] == "step"]
+    assert steps == list(range(1, result["steps"] + 1))          # log_every=1: each step once
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert all(e["images_per_sec"] > 0 and 0 <= e["val_accuracy"] <= 1 for e in epochs)
+    assert sum(m["support"] for m in result["per_class"].values()) == result["images"]
+
+    # `semhpc eval` in one process scores the saved weights exactly as the 2-rank run did.
+    out = semhpc("eval", str(run), "--json")
+    assert out.returncode == 0, out.stderr[-3000:]
+    evaluation = json.loads((run / "eval.json").read_text())
+    assert evaluation["confusion"] == result["confusion"]
+    assert evaluation["accuracy"] == result["accuracy"]
+    assert evaluation["last_evaluations"]["count"] == 2
+    assert json.loads(out.stdout)["split"] == "test"
+
+
+def test_feature_extraction_changes_only_the_logits(dataset, tmp_path):
+    import numpy as np
+    import tensorflow as tf
+
+    from semhpc.model import registry
+
+    initial = registry.build("densenet28", num_classes=10, input_size=32)
+    initial.save_weights(str(tmp_path / "init.h5"), save_format="h5")
+    run = tmp_path / "run"
+    out = subprocess.run(mpirun_command(2, train_args(dataset, run, "train.epochs=1", "train.mode=feature_extraction",
+                                                      f"train.init_weights={tmp_path / 'init.h5'}")),
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    trained = registry.build("densenet28", num_classes=10, input_size=32)
+    trained.load_weights(str(run / "final_weights.h5"))
+    for layer in trained.layers:
+        for mine, before in zip(layer.weights, initial.get_layer(layer.name).weights):
+            if layer.name == "predictions":
+                assert not np.array_equal(mine.numpy(), before.numpy())
+            else:
+                np.testing.assert_array_equal(mine.numpy(), before.numpy(), err_msg=mine.name)
+    assert tf.keras.backend.floatx() == "float32"
+
+
+def test_fine_tune_without_init_weights_is_refused(dataset, tmp_path):
+    out = semhpc(*train_args(dataset, tmp_path / "run", "train.mode=fine_tune"))
+    assert out.returncode == 2
+    assert "train.mode=fine_tune needs train.init_weights" in out.stderr
+
+
+@pytest.mark.slow
+def test_inception_v3_with_auxiliary_head_trains_on_two_ranks(dataset, tmp_path):
+    run = tmp_path / "run"
+    out = subprocess.run(mpirun_command(2, train_args(dataset, run, "model.name=inception_v3", "data.image_size=75",
+                                                      "train.epochs=1")),
+                         capture_output=True, text=True, timeout=1200)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads((run / "test_metrics.json").read_text())
+    assert result["replica_fingerprints"][0] == result["replica_fingerprints"][1]
+    start = read_metrics(run / "metrics.jsonl")[0]
+    # The auxiliary head trains (its parameters are in the trained model) but is not saved for inference.
+    inference_params = __import__("semhpc.model.registry", fromlist=["x"]).describe("inception_v3", 10, 75)["params"]
+    assert start["params"] > inference_params
+    out = semhpc("eval", str(run))
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
+def _launch(args):
+    return subprocess.Popen(mpirun_command(2, args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+
+
+def _wait_for_step(metrics, step, proc, limit=600):
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        if metrics.exists() and any(r.get("step", 0) >= step and r["kind"] == "step" for r in read_metrics(metrics)):
+            return
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        time.sleep(0.2)
+    raise AssertionError(f"step {step} not reached")
+
+
+@pytest.mark.slow
+def test_kill_9_mid_epoch_then_resume_gives_the_same_step_count(dataset, tmp_path):
+    run = tmp_path / "run"
+    per_epoch = steps_per_epoch(dataset)
+    proc = _launch(train_args(dataset, run, "train.checkpoint_every=2", "train.epochs=3"))
+    _wait_for_step(run / "metrics.jsonl", per_epoch + 3, proc)     # mid-epoch 2, past a checkpoint
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run / "test_metrics.json").exists()
+
+    out = subprocess.run(mpirun_command(2, ["train", "--resume", str(run)]), capture_output=True, text=True,
+                         timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads((run / "test_metrics.json").read_text())
+    assert result["steps"] == 3 * per_epoch                          # as an uninterrupted run
+    records = read_metrics(run / "metrics.jsonl")
+    steps = [r["step"] for r in records if r["kind"] == "step"]
+    assert steps == list(range(1, 3 * per_epoch + 1))                # none duplicated, none missing
+    assert [r["kind"] for r in records].count("resume") == 1
+    assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [1, 2, 3]
+
+
+def test_resume_without_checkpoint_is_one_clear_line(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("train:\n  epochs: 1\n")
+    out = semhpc("train", "--resume", str(tmp_path / "run"), "--set", f"data.dir={tmp_path}")
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1].startswith("semhpc train: error: ")
+    assert str(tmp_path) in out.stderr
+
+
+@pytest.mark.slow
+def test_a_dead_rank_ends_the_job_instead_of_hanging(dataset, tmp_path):
+    run = tmp_path / "run"
+    proc = _launch(train_args(dataset, run, "train.epochs=50"))
+    _wait_for_step(run / "metrics.jsonl", 2, proc)
+    ranks = subprocess.run(["pgrep", "-f", f"run.dir={run}"], capture_output=True, text=True).stdout.split()
+    python_ranks = [int(p) for p in ranks if "python" in Path(f"/proc/{p}/cmdline").read_text(errors="ignore")]
+    os.kill(max(python_ranks), signal.SIGKILL)                       # one rank dies
+    try:
+        code = proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert code != 0
+    assert not (run / "test_metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_tiny_demo_learns_well_above_chance(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        f"run: {{dir: {tmp_path / 'run'}}}\n"
+        f"synth: {{out: {tmp_path / 'tiffs'}, per_class: 30, size: [96, 72], seed: 1}}\n"
+        f"ingest: {{size: [64, 48], shards_per_split: 2}}\n"
+        f"data: {{dir: {tmp_path / 'data'}, image_size: 32}}\n"
+        "train: {epochs: 6, batch_size: 8}\n"
+    )
+    out = semhpc("demo", "--config", str(config), timeout=1500)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
+    assert result["accuracy"] > 0.3                                   # chance is 0.1
+    assert "test accuracy" in out.stdout and "images/sec" in out.stdout
