@@ -210,7 +210,7 @@ def test_tiny_demo_learns_well_above_chance(tmp_path):
         f"synth: {{out: {tmp_path / 'tiffs'}, per_class: 30, size: [96, 72], seed: 1}}\n"
         f"ingest: {{size: [64, 48], shards_per_split: 2}}\n"
         f"data: {{dir: {tmp_path / 'data'}, image_size: 32}}\n"
-        "train: {epochs: 6, batch_size: 8}\n"
+        "train: {epochs: 15, batch_size: 8, optimizer: adam, lr: 0.001}\n"
     )
     out = semhpc("demo", "--config", str(config), timeout=1500)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -47,6 +47,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "model": {
         "name": Field("str", "densenet28", "Model from the registry (`semhpc models`)."),
         "dropout": Field("float", 0.0, "Dropout before the classifier (0 = the model's default).", minimum=0.0),
+        "bn_momentum": Field("float", 0.9, "BatchNorm moving-average momentum. Keras' 0.99 lags the weights "
+                             "in runs of a few hundred steps (evaluation then sees stale statistics).",
+                             minimum=0.0),
         "aux_logits": Field("bool", True, "Train with the auxiliary head when the model has one (Inception-v3)."),
     },
     "train": {

@@ -17,7 +17,7 @@ from pathlib import Path
 from semhpc.config import Config, save_config
 from semhpc.runtime import transfer
 from semhpc.runtime.precision import apply_precision, enable_xla, resolve_precision
-from semhpc.runtime.run_artifacts import save_weights, write_status
+from semhpc.runtime.run_artifacts import save_weights, status_owned_by_me, write_status
 from semhpc.runtime.stack import require_supported_stack
 from semhpc.utils import atomic
 from semhpc.utils.errors import SemhpcError
@@ -35,7 +35,7 @@ def train(cfg: Config, resume: bool = False) -> dict:
     try:
         return _train(cfg, resume, world, run_dir)
     except BaseException as exc:
-        if world.is_root and run_dir.is_dir():
+        if world.is_root and status_owned_by_me(run_dir):  # never touch another run's status
             write_status(run_dir, "failed", None, error=f"{type(exc).__name__}: {exc}")
         raise
 
@@ -49,6 +49,9 @@ def _train(cfg: Config, resume: bool, world, run_dir: Path) -> dict:
     from semhpc.runtime.evaluation import evaluate, format_report
     from semhpc.runtime.schedule import make_optimizer, make_schedule
 
+    if not resume and (run_dir / "metrics.jsonl").exists():
+        raise SemhpcError(f"{run_dir} already holds a run (metrics.jsonl): continue it with "
+                          f"`semhpc train --resume {run_dir}` or choose another run.dir")
     manifest = pipeline.load_manifest(cfg.data.dir)
     classes = list(manifest["classes"])
     spec = registry.get_spec(cfg.model.name)
@@ -127,11 +130,14 @@ def _train(cfg: Config, resume: bool, world, run_dir: Path) -> dict:
             if step % cfg.train.log_every == 0:
                 loss_avg, acc_avg = interval.averaged(hvd, "interval_metrics")
                 rate = interval.images_per_sec(global_batch)
+                # Each rank's own step time (a collective: every rank calls it): the spread shows stragglers.
+                rank_times = hvd.allgather(tf.constant([interval.step_time()], tf.float64), name="rank_step_times")
                 if world.is_root:
                     bar.set_postfix(loss=f"{loss_avg:.3f}", acc=f"{acc_avg:.3f}", img_s=f"{rate:.0f}")
                     log.write(kind="step", step=step, epoch=epoch + 1, loss=loss_avg, accuracy=acc_avg,
                               lr=float(schedule(step)), images_per_sec=rate,
-                              step_time=interval.step_time())
+                              step_time=interval.step_time(),
+                              rank_step_times=[float(t) for t in rank_times.numpy()])
                 interval = _RunningMetrics()
             if world.is_root and cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0:
                 manager.save(checkpoint_number=step)
@@ -176,6 +182,9 @@ def _build_models(cfg: Config, spec, num_classes: int):
     with_aux = bool(cfg.model.aux_logits and spec.aux_loss_weight)
     model = registry.build(cfg.model.name, num_classes=num_classes, input_size=cfg.data.image_size,
                            aux_logits=with_aux, dropout=cfg.model.dropout or None)
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            layer.momentum = cfg.model.bn_momentum
     if not with_aux:
         return model, model
     return model, tf.keras.Model(model.inputs, model.outputs[0], name=f"{model.name}_inference")

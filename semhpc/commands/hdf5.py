@@ -1,0 +1,26 @@
+"""`semhpc hdf5 SRC OUT [--previews]`: every SEM image below SRC -> OUT/<relative path>.h5 (NFFA layout).
+
+Runs as one process or under `mpirun -np N`; resumable (existing .h5 files are never rewritten).
+Exit codes: 0 all converted, 1 some files failed (OUT/errors.csv), 2 user error, 3 internal error.
+Layout in semhpc/data/hdf5.py and docs/ingest.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+HELP = ("Pack each SEM image below SRC with its metadata into OUT/<path>.h5 (NFFA HDF5; MPI-parallel, "
+        "resumable); exit 1 if any file failed.")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("source", metavar="SRC", help="folder of SEM images (any layout; searched recursively)")
+    parser.add_argument("out", metavar="OUT", help="folder for the .h5 files (mirrors SRC) and errors.csv")
+    parser.add_argument("--previews", action="store_true", help="also write OUT/<path>.jpg previews (tif -> jpg)")
+
+
+def main(args) -> int:
+    from semhpc.data.hdf5 import Hdf5Settings, convert_tree
+    from semhpc.data.rank_work import mpi_world
+
+    return convert_tree(Hdf5Settings(Path(args.source), Path(args.out), args.previews), mpi_world())

@@ -1,0 +1,229 @@
+"""The tf.data input pipeline over an ingested dataset (`semhpc ingest`), as the trainer reads it.
+
+Who reads what (training=True). Epoch e of a split with n images, on `world_size` ranks of batch
+B: every rank runs the same `steps_per_epoch` = floor(n / (B * world_size)) steps, so Horovod's
+allreduce never waits for a rank that ran out of data. The n indices are permuted with a
+generator keyed by (seed, e), identical on every rank, and rank r takes the r-th slice of
+steps * B indices: the ranks' parts of an epoch are disjoint, together they cover all but
+n mod (B * world_size) images, and which images are left out changes every epoch.
+Evaluation (training=False) gives rank r the indices r, r + world_size, ...: every image exactly
+once over all ranks, the last batch may be partial.
+
+Per image
+  1. decode the stored PNG (1 channel uint8) and resize the whole frame (bilinear, antialiased;
+     the aspect ratio becomes 1:1 exactly as in `semhpc classify`) to a square base image:
+     the model input S, or with augmentation S / CROP_MIN_FRACTION so the crop never upsamples;
+  2. training with augmentation: random square crop of 80-100 % of the side, resized to S,
+     random left-right and up-down flips (an SEM image has no "up"), brightness +-0.1 and
+     contrast x0.8-1.2. The random numbers are stateless, keyed by (seed, epoch, image index):
+     a run is reproducible and independent of thread timing and of `cache`;
+  3. intensities to [0, 1], the gray channel repeated to 3 (the models take RGB);
+  4. per batch: `preprocess_fn` (e.g. `registry.preprocess(images, spec)`) maps [0, 1] to the
+     model's input range. Without it the batches stay in [0, 1].
+Reading is sequential in manifest order (the image index is its position), decoding and
+augmentation run in parallel (AUTOTUNE), batches are prefetched.
+
+Order inside a rank's part: its indices in ascending order through a seeded shuffle buffer
+(SHUFFLE_BUFFER), the same with and without cache. Without cache every rank reads all shards of
+the split and decodes only its own records; `cache=True` decodes the split's base images once
+per process and keeps them in memory (uint8), for datasets that fit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from semhpc.data.split import SPLITS
+from semhpc.utils.errors import SemhpcError
+
+CROP_MIN_FRACTION = 0.8
+BRIGHTNESS_DELTA = 0.1
+CONTRAST_RANGE = (0.8, 1.2)
+SHUFFLE_BUFFER = 2048
+RESIZE_METHOD = "bilinear"
+_DECODE_BATCH = 256
+
+_decoded_cache: dict[tuple, tuple] = {}  # (data_dir, split, base size) -> (images uint8 [N,b,b,1], labels)
+
+
+def load_manifest(data_dir) -> dict:
+    """DATA/manifest.json, checked for the keys the pipeline needs."""
+    path = Path(data_dir) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SemhpcError(f"{path}: not found (is {data_dir} a folder written by `semhpc ingest`?)") from None
+    except (OSError, ValueError) as exc:
+        raise SemhpcError(f"{path}: cannot read the manifest: {exc}") from exc
+    missing = [key for key in ("format", "classes", "counts", "shards") if key not in manifest]
+    if missing:
+        raise SemhpcError(f"{path}: not an ingest manifest (missing {', '.join(missing)})")
+    if manifest["format"] != 1:
+        raise SemhpcError(f"{path}: manifest format {manifest['format']} is not supported (expected 1)")
+    return manifest
+
+
+def split_size(manifest: dict, split: str) -> int:
+    if split not in SPLITS:
+        raise SemhpcError(f"split '{split}': expected one of {', '.join(SPLITS)}")
+    return sum(manifest["counts"].get(split, {}).values())
+
+
+def steps_per_epoch(manifest: dict, split: str, batch_size: int, world_size: int) -> int:
+    """Steps every rank runs per epoch: floor(n / (batch_size * world_size)); at least 1."""
+    images = split_size(manifest, split)
+    steps = images // (batch_size * world_size)
+    if steps == 0:
+        raise SemhpcError(f"the {split} split has {images} images, fewer than one global batch "
+                          f"({batch_size} per rank x {world_size} ranks); lower train.batch_size or ingest more images")
+    return steps
+
+
+def rank_indices(manifest: dict, split: str, batch_size: int, *, training: bool, rank: int, world_size: int,
+                 seed: int, epoch: int) -> np.ndarray:
+    """This rank's image indices (positions in the split's shards), ascending (module docstring)."""
+    if not 0 <= rank < world_size:
+        raise SemhpcError(f"rank {rank} is outside a world of {world_size} ranks")
+    images = split_size(manifest, split)
+    if not training:
+        return np.arange(rank, images, world_size)
+    per_rank = steps_per_epoch(manifest, split, batch_size, world_size) * batch_size
+    order = np.random.default_rng([seed, epoch]).permutation(images)
+    return np.sort(order[rank * per_rank:(rank + 1) * per_rank])
+
+
+def make_dataset(data_dir, split: str, image_size: int, batch_size: int, *, training: bool, rank: int = 0,
+                 world_size: int = 1, seed: int = 0, epoch: int = 0, preprocess_fn=None, augment: bool = True,
+                 cache: bool = False):
+    """Batches (images float32 [B, S, S, 3], labels int32 [B]) of this rank's part of `split`."""
+    import tensorflow as tf
+
+    manifest = load_manifest(data_dir)
+    indices = rank_indices(manifest, split, batch_size, training=training, rank=rank, world_size=world_size,
+                           seed=seed, epoch=epoch)
+    augmenting = training and augment
+    base_size = math.ceil(image_size / CROP_MIN_FRACTION) if augmenting else image_size
+    shuffle_seed = _shuffle_seed(seed, epoch) if training else None
+    if len(indices) == 0:
+        dataset = tf.data.Dataset.from_tensor_slices(
+            (tf.zeros([0], tf.int64), tf.zeros([0, base_size, base_size, 1], tf.uint8), tf.zeros([0], tf.int32)))
+    elif cache:
+        dataset = _from_memory(data_dir, manifest, split, base_size, indices, shuffle_seed)
+    else:
+        dataset = _from_shards(data_dir, manifest, split, base_size, indices, shuffle_seed)
+
+    epoch_key = _epoch_key(seed, epoch)
+
+    def model_image(index, image, label):
+        if augmenting:
+            image = _augment(image, base_size, image_size, epoch_key, index)
+        else:
+            image = tf.cast(image, tf.float32) / 255.0
+        return tf.repeat(image, 3, axis=-1), label
+
+    dataset = dataset.map(model_image, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.batch(batch_size, drop_remainder=training)
+    if preprocess_fn is not None:
+        dataset = dataset.map(lambda images, labels: (preprocess_fn(images), labels),
+                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources of (index, base image uint8 [b, b, 1], label), in the rank's order (shuffled when a
+# shuffle seed is given)
+
+
+def _shard_paths(data_dir, manifest: dict, split: str) -> list[str]:
+    return [str(Path(data_dir) / name) for name in manifest["shards"].get(split, [])]
+
+
+def _from_shards(data_dir, manifest, split, base_size, indices, shuffle_seed):
+    import tensorflow as tf
+
+    mine = np.zeros(split_size(manifest, split), bool)
+    mine[indices] = True
+    mine = tf.constant(mine)
+    dataset = tf.data.TFRecordDataset(_shard_paths(data_dir, manifest, split)).enumerate()
+    dataset = dataset.filter(lambda index, record: tf.gather(mine, index))
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(_buffer(indices), seed=shuffle_seed, reshuffle_each_iteration=False)
+    return dataset.map(lambda index, record: (index, *_decode_base(record, base_size)),
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _from_memory(data_dir, manifest, split, base_size, indices, shuffle_seed):
+    import tensorflow as tf
+
+    images, labels = _decoded_split(data_dir, manifest, split, base_size)
+    dataset = tf.data.Dataset.from_tensor_slices(tf.constant(indices, tf.int64))
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(_buffer(indices), seed=shuffle_seed, reshuffle_each_iteration=False)
+    return dataset.map(lambda index: (index, tf.gather(images, index), tf.gather(labels, index)))
+
+
+def _decoded_split(data_dir, manifest, split, base_size):
+    """All base images and labels of `split`, decoded once per process (module docstring)."""
+    import tensorflow as tf
+
+    key = (str(Path(data_dir).resolve()), split, base_size, tuple(manifest["shards"].get(split, [])))
+    if key not in _decoded_cache:
+        dataset = tf.data.TFRecordDataset(_shard_paths(data_dir, manifest, split))
+        dataset = dataset.map(lambda record: _decode_base(record, base_size),
+                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(_DECODE_BATCH)
+        batches = list(dataset.as_numpy_iterator())
+        _decoded_cache[key] = (tf.constant(np.concatenate([images for images, _ in batches])),
+                               tf.constant(np.concatenate([labels for _, labels in batches])))
+    return _decoded_cache[key]
+
+
+def _decode_base(record, base_size: int):
+    """(uint8 [b, b, 1] whole frame resized to the base size, int32 label) of a serialized record."""
+    import tensorflow as tf
+
+    from semhpc.data.tfrecord import parse_image_and_label
+
+    image, label = parse_image_and_label(record)
+    resized = tf.image.resize(tf.cast(image, tf.float32), (base_size, base_size), method=RESIZE_METHOD,
+                              antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8), label
+
+
+def _buffer(indices: np.ndarray) -> int:
+    return int(min(SHUFFLE_BUFFER, len(indices)))
+
+
+def _shuffle_seed(seed: int, epoch: int) -> int:
+    return int(np.random.default_rng([seed, epoch, 1]).integers(2**31))
+
+
+# ---------------------------------------------------------------------------------------------
+# Augmentation
+
+
+def _epoch_key(seed: int, epoch: int):
+    import tensorflow as tf
+
+    return tf.random.experimental.stateless_fold_in(tf.constant([seed, 0], tf.int64), epoch)
+
+
+def _augment(image, base_size: int, image_size: int, epoch_key, index):
+    """Crop, flips, brightness, contrast of one uint8 base image -> float32 [S, S, 1] in [0, 1]."""
+    import tensorflow as tf
+
+    crop_seed, fraction_seed, flip_lr_seed, flip_ud_seed, brightness_seed, contrast_seed = tf.unstack(
+        tf.random.experimental.stateless_split(tf.random.experimental.stateless_fold_in(epoch_key, index), 6))
+    fraction = tf.random.stateless_uniform([], fraction_seed, minval=CROP_MIN_FRACTION, maxval=1.0)
+    side = tf.maximum(tf.cast(tf.round(fraction * base_size), tf.int32), image_size)
+    image = tf.cast(image, tf.float32) / 255.0
+    image = tf.image.stateless_random_crop(image, tf.stack([side, side, 1]), crop_seed)
+    image = tf.image.resize(image, (image_size, image_size), method=RESIZE_METHOD, antialias=True)
+    image = tf.image.stateless_random_flip_left_right(image, flip_lr_seed)
+    image = tf.image.stateless_random_flip_up_down(image, flip_ud_seed)
+    image = tf.image.stateless_random_brightness(image, BRIGHTNESS_DELTA, brightness_seed)
+    image = tf.image.stateless_random_contrast(image, *CONTRAST_RANGE, contrast_seed)
+    return tf.clip_by_value(image, 0.0, 1.0)

@@ -1,0 +1,141 @@
+"""Find the image files below a folder, and say why anything else was left out.
+
+Archives are messy, and one bad entry must never stop a conversion of 150,000 files, nor hang it.
+`find_images(folder)` returns the image files plus one `Skipped(path, reason)` per entry it did
+not take:
+  * folders reached through symlinks are followed (archives link sub-collections in), but a link
+    back to a folder already being scanned (a symlink loop) is reported instead of followed
+    forever, and a folder reached a second time by another path is reported instead of read twice;
+  * a symlink that loops on itself or points nowhere is reported;
+  * only regular files are taken: a FIFO named x.tif would block the reader forever, a device
+    file could be endless, so both are reported;
+  * a file whose suffix is not an image suffix (README.txt, Thumbs.db) is reported, not read;
+    files with an image suffix are read by content later (a .tif that is really a PNG still works);
+  * hidden entries (names starting with ".") are ignored silently: they are tool droppings
+    (.DS_Store, ._x.tif from macOS) and semhpc's own state folders.
+`ImageFinder(roots).find(root)` does the same for several roots (ingest's category folders) and
+never reads a folder twice across them, nor follows a link from one root into another.
+Names are kept as `str` with surrogate escapes (os.fsdecode), so non-UTF-8 names work everywhere;
+print them with `sem_tiff.display_path`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from dataclasses import dataclass
+
+from semhpc.data.sem_tiff import display_path
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+_FILE_KINDS = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+               (stat.S_ISBLK, "block device"))
+
+
+@dataclass(frozen=True)
+class FoundFile:
+    path: str  # relative to the scanned folder, os.sep-separated
+    size: int  # bytes
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: str  # relative to the scanned folder ("" = the folder itself)
+    reason: str
+
+
+def find_images(folder) -> tuple[list[FoundFile], list[Skipped]]:
+    """Image files below `folder` (sorted by path) and the entries left out, with reasons."""
+    return ImageFinder().find(folder)
+
+
+def is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_SUFFIXES)
+
+
+class ImageFinder:
+    """`find_images` over several root folders (ingest's category folders) that remembers what it
+    has read: a folder reached again by another path (an alias symlink) is reported, not read twice,
+    and a link from inside one root to another root is not followed, so an image is always read
+    through its own category folder (and gets that category's label)."""
+
+    def __init__(self, roots=()):
+        self._scanned: dict[tuple[int, int], str] = {}  # (device, inode) of each folder -> its path as reached
+        self._open: set[tuple[int, int]] = set()  # folders on the current descent (loop detection)
+        self._roots: dict[tuple[int, int], str] = {}  # identity -> path of every root
+        for root in roots:
+            with contextlib.suppress(OSError):  # an unreadable root is reported when it is scanned
+                self._roots.setdefault(_identity(os.stat(root)), os.fsdecode(root))
+        self.found: list[FoundFile] = []
+        self.skipped: list[Skipped] = []
+
+    def find(self, folder) -> tuple[list[FoundFile], list[Skipped]]:
+        """Image files below `folder` (paths relative to it, sorted) and the entries left out."""
+        self.found, self.skipped = [], []
+        self._scan(os.fsdecode(folder), "")
+        return sorted(self.found, key=lambda found: found.path), self.skipped
+
+    def _scan(self, directory: str, relative: str) -> None:
+        try:
+            identity = _identity(os.stat(directory))
+        except OSError as exc:
+            self.skipped.append(Skipped(relative, f"cannot read folder information: {exc.strerror or exc}"))
+            return
+        if identity in self._scanned:
+            self.skipped.append(Skipped(relative, self._revisit_reason(identity)))
+            return
+        if relative and identity in self._roots:
+            root = display_path(self._roots[identity])
+            self.skipped.append(Skipped(relative, f"link to the category folder '{root}'; not followed "
+                                                  "(its images are read there)"))
+            return
+        try:
+            entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+        except OSError as exc:
+            self.skipped.append(Skipped(relative, f"cannot list folder: {exc.strerror or exc}"))
+            return
+        self._scanned[identity] = directory
+        self._open.add(identity)
+        for entry in entries:
+            if not entry.name.startswith("."):
+                self._visit(entry, os.path.join(relative, entry.name) if relative else entry.name)
+        self._open.discard(identity)
+
+    def _revisit_reason(self, identity: tuple[int, int]) -> str:
+        first = display_path(self._scanned[identity])
+        if identity in self._open:  # an ancestor of the current folder: following it would never end
+            return f"symlink loop: leads back to folder '{first}'; not followed"
+        return f"folder already scanned as '{first}' (two paths lead to it); not read twice"
+
+    def _visit(self, entry: os.DirEntry, relative: str) -> None:
+        try:
+            info = entry.stat()  # follows symlinks
+        except OSError as exc:
+            self.skipped.append(Skipped(relative, _stat_failure(entry, exc)))
+            return
+        if stat.S_ISDIR(info.st_mode):
+            self._scan(entry.path, relative)
+        elif not stat.S_ISREG(info.st_mode):
+            kind = next((name for test, name in _FILE_KINDS if test(info.st_mode)), "special file")
+            self.skipped.append(Skipped(relative, f"not a regular file ({kind}); skipped"))
+        elif not is_image_name(entry.name):
+            suffix = os.path.splitext(entry.name)[1] or "none"
+            self.skipped.append(Skipped(relative, f"not an image file name (suffix {suffix}; expected "
+                                                  f"{', '.join(IMAGE_SUFFIXES)}); skipped"))
+        else:
+            self.found.append(FoundFile(relative, info.st_size, info.st_mtime_ns))
+
+
+def _identity(info: os.stat_result) -> tuple[int, int]:
+    return info.st_dev, info.st_ino
+
+
+def _stat_failure(entry: os.DirEntry, exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "symlink loop (too many levels of symbolic links); skipped"
+    if exc.errno == errno.ENOENT and entry.is_symlink():
+        return f"broken symlink (target {os.readlink(entry.path)!r} does not exist); skipped"
+    return f"cannot read file information: {exc.strerror or exc}"
