@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +36,10 @@ def main(args) -> int:
     cfg = load_config(config_path if Path(config_path).is_file() else None, args.overrides)
     ranks = args.np or cfg.launch.np
     run_dir = Path(cfg.run.dir)
-    resolved = save_config(cfg, run_dir.parent / f"{run_dir.name}.config.yaml")
+    if run_dir.exists():  # the demo's own run directory: training always starts afresh
+        print(f"[demo] removing the previous demo run {run_dir}", flush=True)
+        shutil.rmtree(run_dir)
+    resolved = save_config(cfg, run_dir)
     semhpc = [sys.executable, "-m", "semhpc"]
 
     synth_params = {"per_class": cfg.synth.per_class, "size": cfg.synth.size, "seed": cfg.synth.seed,
@@ -65,7 +69,8 @@ def main(args) -> int:
     print(f"\n[demo] test accuracy {test['accuracy']:.3f} (top-5 {test['top5_accuracy']:.3f}) on "
           f"{test['images']} images; chance is {1 / len(test['classes']):.3f}")
     print(f"[demo] training throughput (last epoch): {epochs[-1]['images_per_sec']:.1f} images/sec on {ranks} rank(s)")
-    print(f"[demo] outputs in {run_dir}/: config.yaml, metrics.jsonl, checkpoints/, test_metrics.json")
+    print(f"[demo] outputs in {run_dir}/: config.yaml, metrics.jsonl, status.json, tensorboard/, checkpoints/, "
+          "final_weights.h5, test_metrics.json")
     return 0
 
 

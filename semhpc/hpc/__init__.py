@@ -9,7 +9,19 @@ The flow of `semhpc submit --cluster C --job K -- ARGS`:
 The shipped profiles and bash snippets live in the repository's `hpc/` folder (hpc/README.md).
 """
 
+import sys
 from pathlib import Path
 
-# The repository's hpc/ folder: shipped cluster profiles (clusters/) and bash snippets (templates/).
-SHIPPED_DIR = Path(__file__).resolve().parents[2] / "hpc"
+
+
+def _shipped_dir() -> Path:
+    """The repository's hpc/ folder (a checkout or editable install), else the copy a wheel
+    installs into <prefix>/share/semhpc/hpc (pyproject.toml data-files)."""
+    checkout = Path(__file__).resolve().parents[2] / "hpc"
+    if (checkout / "templates").is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "semhpc" / "hpc"
+
+
+# Shipped cluster profiles (clusters/) and bash snippets (templates/).
+SHIPPED_DIR = _shipped_dir()

@@ -14,6 +14,7 @@ notebooks read them. Layout (see also README "Outputs"):
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -32,6 +33,16 @@ def write_status(run_dir: Path, state: str, step: int | None, error: str | None 
         "state": state, "pid": os.getpid(), "host": socket.gethostname(), "updated": time.time(),
         "step": step, "error": error,
     })
+
+
+def status_owned_by_me(run_dir: Path) -> bool:
+    """True when this process marked the run as running (so it may mark it failed)."""
+    try:
+        status = json.loads((Path(run_dir) / "status.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return status.get("state") == "running" and status.get("pid") == os.getpid() \
+        and status.get("host") == socket.gethostname()
 
 
 def save_weights(model, path: Path) -> None:

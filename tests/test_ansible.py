@@ -1,0 +1,167 @@
+"""The Ansible deployment (ansible/): lint, syntax, role documentation, the image role for real,
+and the molecule scenario (slow).
+
+The fast tests run ansible-lint and `ansible-playbook --syntax-check`, compare each role's
+defaults with its argument specs and README, and run the semhpc_image and semhpc_data roles
+against this machine (connection local, in tmp_path). The slow test is `molecule test`: a login +
+compute pair of Debian containers converged in bare-metal mode, converged again with zero
+changes, then verified (ansible/molecule/default/verify.yml).
+"""
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from test_containers import docker_daemon  # noqa: F401 (a running Docker daemon, for molecule)
+
+ROOT = Path(__file__).resolve().parents[1]
+ANSIBLE = ROOT / "ansible"
+ROLES = sorted(path.name for path in (ANSIBLE / "roles").iterdir())
+PLAYBOOKS = ["site.yml", "deploy.yml", "jupyter.yml", "check.yml"]
+INVENTORIES = ["c3hpc", "cineca"]
+# ansible-playbook, ansible-lint and molecule live next to the Python running the tests.
+TOOLS_ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+             "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
+
+
+def run(argv, **kwargs):
+    return subprocess.run(argv, cwd=ANSIBLE, env=TOOLS_ENV, capture_output=True, text=True, **kwargs)
+
+
+# --- static checks ----------------------------------------------------------------------------
+
+def test_ansible_lint_finds_no_violations():
+    result = run(["ansible-lint", "--offline", "--nocolor"], timeout=600)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+
+
+@pytest.mark.parametrize("inventory", INVENTORIES)
+def test_every_playbook_passes_the_syntax_check(inventory):
+    result = run(["ansible-playbook", "-i", f"inventories/{inventory}", "--syntax-check", *PLAYBOOKS], timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.count("playbook: ") == len(PLAYBOOKS)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_role_defaults_are_specified_and_documented(role):
+    """The role's own variables (named <role>_*) all have a default, unless required; the others
+    are common inputs (ansible/README.md) without one. The README table lists them all."""
+    path = ANSIBLE / "roles" / role
+    defaults = set(yaml.safe_load((path / "defaults" / "main.yml").read_text()))
+    specs = yaml.safe_load((path / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    options = {name: spec for entry in specs.values() for name, spec in entry["options"].items()}
+    owned = {name for name, spec in options.items() if name.startswith(f"{role}_") and not spec.get("required")}
+    documented = set(re.findall(r"^\| `(\w+)` \|", (path / "README.md").read_text(), re.MULTILINE))
+    assert defaults == owned
+    assert documented == set(options)
+
+
+def test_inventories_define_the_common_variables_and_groups():
+    for inventory in INVENTORIES:
+        folder = ANSIBLE / "inventories" / inventory
+        common = yaml.safe_load((folder / "group_vars" / "all.yml").read_text())
+        assert {"semhpc_version", "semhpc_mode", "semhpc_root"} <= set(common)
+        assert ("semhpc_venv" if common["semhpc_mode"] == "bare-metal" else "semhpc_current_image") in common
+        groups = yaml.safe_load((folder / "hosts.yml").read_text())["all"]["children"]
+        assert {"login", "compute", "gpu"} <= set(groups)
+        assert all((folder / "group_vars" / f"{group}.yml").is_file() for group in ("login", "compute", "gpu"))
+
+
+def test_host_key_checking_stays_on():
+    assert re.search(r"^host_key_checking\s*=\s*True$", (ANSIBLE / "ansible.cfg").read_text(), re.MULTILINE)
+
+
+# --- the image role on this machine -----------------------------------------------------------
+
+def sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def apply_role(tmp_path, role, variables):
+    """Run one role against localhost (connection local, no become, this Python); the completed process."""
+    playbook = tmp_path / f"{role}.yml"
+    playbook.write_text(yaml.safe_dump([{"name": f"Apply {role}", "hosts": "localhost", "connection": "local",
+                                         "gather_facts": False, "roles": [role]}]))
+    extra_vars = tmp_path / f"{role}-vars.yml"
+    extra_vars.write_text(yaml.safe_dump({"ansible_python_interpreter": sys.executable, **variables}))
+    return run(["ansible-playbook", "-i", "localhost,", str(playbook), "-e", f"@{extra_vars}"], timeout=300)
+
+
+def recap_changed(result):
+    return int(re.search(r"localhost\s*:\s*ok=\d+\s+changed=(\d+)", result.stdout).group(1))
+
+
+@pytest.fixture
+def images(tmp_path):
+    """Three image files of different content on the 'controller', and the variables placing one."""
+    sources = []
+    for version in ("0.1.0", "0.2.0", "0.3.0"):
+        path = tmp_path / "controller" / f"semhpc-{version}-cpu.sif"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(f"not a real image {version}\n".encode() * 100)
+        sources.append(path)
+    user, group = run(["id", "-un"]).stdout.strip(), run(["id", "-gn"]).stdout.strip()
+
+    def variables(source, checksum=None):
+        return {"semhpc_current_image": str(tmp_path / "shared" / "images" / "semhpc-current.sif"),
+                "semhpc_image_src": str(source), "semhpc_image_checksum": f"sha256:{checksum or sha256(source)}",
+                "semhpc_image_keep": 1, "semhpc_image_owner": user, "semhpc_image_group": group}
+
+    return sources, variables, tmp_path / "shared" / "images"
+
+
+def test_image_role_switches_the_link_and_keeps_one_previous_image(tmp_path, images):
+    sources, variables, store = images
+    for source in sources:
+        result = apply_role(tmp_path, "semhpc_image", variables(source))
+        assert result.returncode == 0, result.stdout[-3000:]
+    link = store / "semhpc-current.sif"
+    assert os.readlink(link) == "versions/semhpc-0.3.0-cpu.sif"  # relative: survives another mount point
+    assert sha256(link) == sha256(sources[2])
+    assert sorted(p.name for p in (store / "versions").iterdir()) == ["semhpc-0.2.0-cpu.sif", "semhpc-0.3.0-cpu.sif"]
+
+    again = apply_role(tmp_path, "semhpc_image", variables(sources[2]))
+    assert again.returncode == 0 and recap_changed(again) == 0
+
+    rollback = apply_role(tmp_path, "semhpc_image", variables(sources[1]))
+    assert rollback.returncode == 0
+    assert os.readlink(link) == "versions/semhpc-0.2.0-cpu.sif"
+    assert sorted(p.name for p in (store / "versions").iterdir()) == ["semhpc-0.2.0-cpu.sif", "semhpc-0.3.0-cpu.sif"]
+
+
+def test_image_role_refuses_a_wrong_checksum_and_keeps_the_current_image(tmp_path, images):
+    sources, variables, store = images
+    assert apply_role(tmp_path, "semhpc_image", variables(sources[0])).returncode == 0
+    result = apply_role(tmp_path, "semhpc_image", variables(sources[1], checksum="0" * 64))
+    assert result.returncode != 0
+    assert "differs from semhpc_image_checksum" in result.stdout
+    assert os.readlink(store / "semhpc-current.sif") == "versions/semhpc-0.1.0-cpu.sif"
+    assert not (store / "versions" / "semhpc-0.2.0-cpu.sif").exists()
+
+
+def test_data_role_refuses_world_writable_folders(tmp_path):
+    result = apply_role(tmp_path, "semhpc_data", {
+        "semhpc_root": str(tmp_path), "semhpc_data_root": str(tmp_path / "data"),
+        "semhpc_data_dirs": [{"path": "runs", "mode": "1777"}]})
+    assert result.returncode != 0
+    assert "1777: data folders must not be writable by others" in result.stdout
+    assert not (tmp_path / "data").exists()
+
+
+# --- molecule (slow) --------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_molecule_converges_idempotently_and_verifies(docker_daemon):  # noqa: F811
+    assert shutil.which("debootstrap") or run(["docker", "image", "inspect", "semhpc/debian:bookworm"]).returncode == 0
+    result = run(["molecule", "test"], timeout=3600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-8000:]
+    for step in ("converge", "idempotence", "verify"):
+        assert re.search(rf"{step}: Executed: Successful", output), step
