@@ -1,0 +1,179 @@
+"""`semhpc calibrate`: how far a model's top score can be trusted, measured on labelled data.
+
+The analyses of REFERENCE §6 (Aversa §4.3.2), on one split of an ingested dataset:
+  * histogram of the top-1 score, each image counted as `top_correct` (top-1 is the label),
+    `second_correct` (top-2 is) or `neither`;
+  * P(top-1 correct | score), per score bin, and the score where it crosses 0.5 -- the point where
+    the "top correct" and "top wrong" histograms cross (the thesis found ~0.5);
+  * how often the second label is right when the first is wrong (thesis: 55%), the reason the
+    `suggest` decision shows two labels;
+  * suggested thresholds:
+      auto    = the lowest top-1 score t such that images with score >= t have top-1 precision
+                >= the target (`--target-precision`); the lowest such t automates the most images;
+      suggest = the lowest score s (< auto) such that images with s <= score < auto have the right
+                label among the top two with rate >= `--suggest-precision`;
+    and what each policy (the current thresholds and the suggested ones) does on this split:
+    share of auto / suggest / manual, precision of auto, top-2 hit rate of suggest.
+Images are read through the same `pipeline.make_dataset` as `semhpc eval`, with the bundle's
+input size and scaling.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from semhpc.classify.bundle import Bundle
+from semhpc.classify.policy import DECISIONS, Thresholds
+from semhpc.utils.atomic import atomic_path
+from semhpc.utils.errors import SemhpcError
+
+SCORE_BINS = 20
+OUTCOMES = ("top_correct", "second_correct", "neither")
+
+
+def score_split(bundle: Bundle, data_dir: str | Path, split: str, batch_size: int = 32):
+    """(probabilities [N, C], labels [N]) of every image of `split`."""
+    import tensorflow as tf
+
+    from semhpc.classify.preprocess import scale_fn
+    from semhpc.data import pipeline
+
+    classes = list(pipeline.load_manifest(data_dir)["classes"])
+    if classes != bundle.classes:
+        raise SemhpcError(f"{data_dir}: the dataset's classes {classes} differ from the bundle's "
+                          f"{bundle.classes}; labels would be compared in the wrong order")
+    model = bundle.load_model()
+    dataset = pipeline.make_dataset(data_dir, split, bundle.input_size, batch_size, training=False,
+                                    preprocess_fn=scale_fn(bundle.preprocessing["scaling"]), augment=False)
+    probabilities, labels = [], []
+    for images, batch_labels in dataset:
+        probabilities.append(tf.nn.softmax(model(images, training=False)).numpy())
+        labels.append(batch_labels.numpy())
+    if not labels:
+        raise SemhpcError(f"{data_dir}: the {split} split holds no images")
+    return np.concatenate(probabilities), np.concatenate(labels)
+
+
+def analyse(probabilities: np.ndarray, labels: np.ndarray, current: Thresholds,
+            target_precision: float = 0.95, suggest_precision: float = 0.8) -> dict:
+    """The calibration report (JSON-serialisable) of scores [N, C] against true labels [N]."""
+    ranked = np.argsort(-probabilities, axis=1, kind="stable")
+    scores = probabilities[np.arange(len(labels)), ranked[:, 0]]
+    top_correct = ranked[:, 0] == labels
+    top2_correct = top_correct | (ranked[:, 1] == labels)
+    outcome = np.where(top_correct, 0, np.where(top2_correct, 1, 2))
+
+    edges = np.linspace(0.0, 1.0, SCORE_BINS + 1)
+    in_bin = np.clip(np.digitize(scores, edges) - 1, 0, SCORE_BINS - 1)  # a score of 1.0 joins the last bin
+    counts = np.array([np.bincount(in_bin[outcome == k], minlength=SCORE_BINS) for k in range(3)])
+    totals = counts.sum(axis=0)
+    p_correct = [float(c / t) if t else None for c, t in zip(counts[0], totals)]
+    centres = (edges[:-1] + edges[1:]) / 2
+
+    top_wrong = int((~top_correct).sum())
+    suggested = _suggested_thresholds(scores, top_correct, top2_correct, target_precision, suggest_precision)
+    return {
+        "images": int(len(labels)),
+        "top1_accuracy": float(top_correct.mean()),
+        "top2_accuracy": float(top2_correct.mean()),
+        "second_correct_when_top_wrong": float(counts[1].sum() / top_wrong) if top_wrong else None,
+        "histogram": {"bin_edges": edges.tolist(),
+                      **{name: counts[k].tolist() for k, name in enumerate(OUTCOMES)}},
+        "p_top_correct": {"bin_centres": centres.tolist(), "probability": p_correct},
+        "crossing_score": _crossing(centres, p_correct),
+        "target_precision": target_precision,
+        "suggest_precision": suggest_precision,
+        "suggested_thresholds": suggested,
+        "policy": {
+            "current": _policy_outcome(scores, top_correct, top2_correct, current),
+            "suggested": (_policy_outcome(scores, top_correct, top2_correct,
+                                          Thresholds(suggested["auto"], suggested["suggest"]))
+                          if suggested["auto"] is not None and suggested["suggest"] is not None else None),
+        },
+    }
+
+
+def _crossing(centres: np.ndarray, p_correct: list) -> float | None:
+    """Score where P(top correct) first rises through 0.5, interpolated between bin centres;
+    None when it never crosses (always above, always below, or too few binned images)."""
+    points = [(c, p) for c, p in zip(centres, p_correct) if p is not None]
+    for (c0, p0), (c1, p1) in zip(points, points[1:]):
+        if p0 < 0.5 <= p1:
+            return float(c0 + (0.5 - p0) / (p1 - p0) * (c1 - c0))
+    return None
+
+
+def lowest_threshold(scores: np.ndarray, hits: np.ndarray, target: float) -> float | None:
+    """The lowest score t (among `scores`) with mean(hits[scores >= t]) >= target, else None."""
+    if len(scores) == 0:
+        return None
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores = scores[order]
+    precision = np.cumsum(hits[order]) / np.arange(1, len(scores) + 1)
+    # a threshold keeps every image tied with it: evaluate only at the last of each run of ties
+    last_of_tie = np.append(sorted_scores[1:] != sorted_scores[:-1], True)
+    meeting = np.flatnonzero(last_of_tie & (precision >= target))
+    return float(sorted_scores[meeting[-1]]) if len(meeting) else None
+
+
+def _suggested_thresholds(scores, top_correct, top2_correct, target_precision, suggest_precision) -> dict:
+    auto = lowest_threshold(scores, top_correct, target_precision)
+    below_auto = scores < auto if auto is not None else np.ones_like(scores, bool)
+    suggest = lowest_threshold(scores[below_auto], top2_correct[below_auto], suggest_precision)
+    if auto is not None and suggest is None:
+        suggest = auto  # no band below auto is good enough to suggest: everything else is manual
+    return {"auto": auto, "suggest": suggest}
+
+
+def _policy_outcome(scores, top_correct, top2_correct, thresholds: Thresholds) -> dict:
+    decisions = np.array([thresholds.decide(float(score)) for score in scores])
+    auto, suggest = decisions == "auto", decisions == "suggest"
+    return {
+        "auto": thresholds.auto, "suggest": thresholds.suggest,
+        "share": {decision: float((decisions == decision).mean()) for decision in DECISIONS},
+        "auto_precision": float(top_correct[auto].mean()) if auto.any() else None,
+        "suggest_top2_rate": float(top2_correct[suggest].mean()) if suggest.any() else None,
+    }
+
+
+def plot(report: dict, png_path: Path, title: str) -> None:
+    """Histogram by outcome (left) and P(top correct) vs score (right), thresholds marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    histogram = report["histogram"]
+    edges = np.array(histogram["bin_edges"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    bottom = np.zeros(len(edges) - 1)
+    for name, colour in zip(OUTCOMES, ("tab:green", "tab:orange", "tab:red")):
+        left.bar(edges[:-1], histogram[name], width=np.diff(edges), bottom=bottom, align="edge",
+                 color=colour, label=name.replace("_", " "), edgecolor="white", linewidth=0.5)
+        bottom += histogram[name]
+    left.set(xlabel="top-1 score", ylabel="images", title="Top-1 score by outcome")
+    left.legend()
+
+    curve = report["p_top_correct"]
+    points = [(c, p) for c, p in zip(curve["bin_centres"], curve["probability"]) if p is not None]
+    right.plot(*zip(*points), "o-", label="P(top-1 correct)")
+    right.plot([0, 1], [0.5, 0.5], ":", color="gray")
+    if report["crossing_score"] is not None:
+        right.axvline(report["crossing_score"], color="gray", linestyle=":",
+                      label=f"crosses 0.5 at {report['crossing_score']:.2f}")
+    for name, policy, style in (("current", report["policy"]["current"], "--"),
+                                ("suggested", report["policy"]["suggested"], "-")):
+        if policy is not None:
+            right.axvline(policy["auto"], color="tab:green", linestyle=style, label=f"{name} auto {policy['auto']:.2f}")
+            right.axvline(policy["suggest"], color="tab:orange", linestyle=style,
+                          label=f"{name} suggest {policy['suggest']:.2f}")
+    right.set(xlabel="top-1 score", ylabel="probability", xlim=(0, 1), ylim=(0, 1.02),
+              title="Is the top-1 label right?")
+    right.legend(fontsize=8, loc="upper left")
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)

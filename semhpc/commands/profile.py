@@ -1,0 +1,154 @@
+"""`semhpc profile`: where the time of a training step goes, per layer block and phase.
+
+    semhpc profile --model densenet28 --image-size 112 --batch-size 16 --steps 20 --out DIR
+    semhpc launch -np 2 -- profile ...            every rank profiled, gathered on rank 0
+    semhpc profile --config run.yaml --out DIR    the run's model, recipe and ingested data
+    semhpc profile --analyse DIR [--model M]      re-read a profile folder, or summarise a
+                                                  TensorFlow profiler trace (e.g. of model.fit)
+
+Rows: forward, backward and weight update per layer block; loss; shared optimizer work; input
+wait; allreduce; framework overhead; unattributed. They add up to the wall step time. Outputs
+and definitions: `semhpc/bench/profile_report.py`.
+"""
+
+from __future__ import annotations
+
+HELP = "Per-layer profile of training steps: forward/backward/update per layer, plus input, communication, overhead."
+
+DEFAULT_STEPS = 20
+DEFAULT_WARMUP = 5
+DEFAULT_ROUNDS = 4
+
+
+def add_arguments(parser) -> None:
+    from semhpc.commands.train import add_config_arguments
+
+    add_config_arguments(parser)
+    parser.add_argument("--model", help="registry model (default: the config's, densenet28)")
+    parser.add_argument("--image-size", type=int, help="input size in pixels (default: the config's, or the model's)")
+    parser.add_argument("--batch-size", type=int, help="images per rank per step (default: the config's, 16)")
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                        help=f"profiled steps; as many again run unprofiled for the overhead (default {DEFAULT_STEPS})")
+    parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help=f"unrecorded steps first (default {DEFAULT_WARMUP})")
+    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
+                        help=f"alternate unprofiled and profiled blocks this many times (default {DEFAULT_ROUNDS})")
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads per rank (default: one per bound core)")
+    parser.add_argument("--data", help="ingested dataset to train on (default: the config's data.dir with --config, "
+                                       "else synthetic batches)")
+    parser.add_argument("--out", help="output folder (default runs/profile-MODEL)")
+    parser.add_argument("--json", action="store_true", help="print the summary JSON instead of the table")
+    parser.add_argument("--top", type=int, default=20, help="layer blocks in the table (default 20)")
+    parser.add_argument("--analyse", metavar="DIR",
+                        help="summarise an existing profile folder or TensorFlow profiler trace instead of running")
+
+
+def main(args) -> int:
+    from semhpc.utils.errors import SemhpcError
+
+    if args.steps < 1 or args.warmup < 1 or args.rounds < 1:
+        raise SemhpcError("--steps, --warmup and --rounds must be at least 1 (the first step compiles)")
+    if args.analyse:
+        return _analyse(args)
+    return _profile(args)
+
+
+def _profile(args) -> int:
+    from pathlib import Path
+
+    from semhpc.bench import world
+    from semhpc.bench.profile_report import iteration_table, steps_table, summarise, write_profile
+    from semhpc.bench.profiler import profile_training
+    from semhpc.bench.workload import build_workload
+    from semhpc.commands.bench import resolve_config
+
+    settings = {"model": args.model, "image_size": args.image_size, "batch_size": args.batch_size}
+    cfg = resolve_config(args, settings, args.threads)
+    ranks = world.start(cfg.train.threads)
+    workload = build_workload(cfg, world_size=ranks.size)
+    data_dir = args.data or (cfg.data.dir if args.config else None)
+    batches = _batches(workload, cfg, data_dir, ranks)
+    out = Path(args.out or f"runs/profile-{cfg.model.name}")
+    mine = profile_training(workload, batches, args.steps, args.warmup, args.rounds, out / "trace",
+                            ranks.rank, ranks.is_root)
+    everyone = world.gather(mine)
+    if ranks.is_root:
+        settings.update(steps=args.steps, warmup=args.warmup, rounds=args.rounds, threads_per_rank=ranks.threads,
+                        precision=workload.precision.policy, data=data_dir or "synthetic")
+        iterations, steps = iteration_table(everyone), steps_table(everyone)
+        summary = summarise(iterations, steps, settings)
+        write_profile(out, iterations, steps, summary)
+        _print(summary, args)
+        if not args.json:
+            print(f"wrote {out}/profile.json, iterations.csv, steps.csv, experiment.csv, trace/")
+    return 0
+
+
+def _batches(workload, cfg, data_dir, ranks):
+    """An endless iterator of (images, labels): the ingested dataset's training split, or the
+    workload's synthetic batch over and over."""
+    import tensorflow as tf
+
+    if data_dir is None:
+        return iter(tf.data.Dataset.from_tensors((workload.images, workload.labels)).repeat())
+    from semhpc.data import pipeline
+    from semhpc.model import registry
+
+    spec = registry.get_spec(cfg.model.name)
+    dataset = pipeline.make_dataset(data_dir, "train", cfg.data.image_size, cfg.train.batch_size, training=True,
+                                    rank=ranks.rank, world_size=ranks.size, seed=cfg.train.seed,
+                                    preprocess_fn=lambda images: registry.preprocess(images, spec),
+                                    augment=cfg.data.augment, cache=cfg.data.cache)
+    return iter(dataset.repeat())
+
+
+def _analyse(args) -> int:
+    from pathlib import Path
+
+    from semhpc.bench import profile_report
+    from semhpc.bench.trace import trace_files
+    from semhpc.utils.errors import SemhpcError
+
+    folder = Path(args.analyse)
+    if (folder / "iterations.csv").is_file():
+        iterations, steps, settings = profile_report.read_profile_dir(folder)
+    elif trace_files(folder):
+        iterations, steps, settings = _analyse_trace(args, folder), None, {"model": args.model}
+    else:
+        raise SemhpcError(f"{folder}: neither a profile folder (iterations.csv) nor a TensorFlow profiler trace "
+                          f"(plugins/profile/*/*.xplane.pb)")
+    summary = profile_report.summarise(iterations, steps, settings)
+    if args.out:
+        profile_report.write_profile(args.out, iterations, steps, summary)
+    _print(summary, args)
+    return 0
+
+
+def _analyse_trace(args, folder):
+    """Rows of every step in a raw trace; `rank<N>` subfolders are ranks. Needs --model."""
+    from semhpc.bench.attribution import attribute_step
+    from semhpc.bench.profile_report import iteration_table
+    from semhpc.bench.profiler import RankProfile, names_only_namer
+    from semhpc.bench.trace import read_steps
+    from semhpc.config import load_config
+    from semhpc.runtime.schedule import make_optimizer
+    from semhpc.utils.errors import SemhpcError
+
+    if not args.model:
+        raise SemhpcError(f"--analyse {folder}: a raw trace needs --model to know the layer names")
+    cfg = load_config(args.config, args.overrides)
+    namer = names_only_namer(args.model, make_optimizer(cfg.train, cfg.train.lr).name)
+    rank_dirs = sorted(folder.glob("rank*")) or [folder]
+    profiles = []
+    for rank, rank_dir in enumerate(rank_dirs):
+        steps = read_steps(rank_dir)
+        profiles.append(RankProfile(rank, iterations=[{"iteration": s.step_num, "rows": attribute_step(s, namer)}
+                                                      for s in steps]))
+    return iteration_table(profiles)
+
+
+def _print(summary: dict, args) -> None:
+    import json
+
+    from semhpc.bench.profile_report import format_summary
+
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary, args.top), flush=True)
