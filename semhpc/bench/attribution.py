@@ -56,9 +56,9 @@ class OpNamer:
     """Maps op names of one training step to rows.
 
     layer_names: every layer of the model; model_name: its name scope; optimizer_name: the
-    optimizer's name scope; graph: {op name: [input op names]} of the step's graph (None: names
-    only): {op name: (op type, [(input op name, output index), ...])}; variables: {graph op name
-    of a captured variable: variable name, optimizer variables prefixed by the optimizer's scope}.
+    optimizer's name scope; graph: the step's graph as {op name: (op type, [(input op name,
+    output index), ...])}, None to name by op names only; variables: {graph op name of a captured
+    variable: variable name}, optimizer variables prefixed by the optimizer's scope.
     """
 
     def __init__(self, layer_names, model_name: str, optimizer_name: str, graph: dict | None = None,

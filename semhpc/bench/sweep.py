@@ -24,6 +24,7 @@ import pandas as pd
 from semhpc.utils import atomic
 from semhpc.utils.errors import SemhpcError
 
+AXIS_LABELS = {"workers": "ranks", "threads": "intra-op threads"}
 SWEEP_COLUMNS = ["model", "phase", "workers", "threads", "batch_size", "image_size", "seconds_per_batch_mean",
                  "seconds_per_batch_std", "images_per_sec", "images_per_sec_per_rank", "speedup", "efficiency"]
 
@@ -134,9 +135,9 @@ def scaling_figure(table: pd.DataFrame, by: str):
     for phase, rows in table.groupby("phase"):
         speedup_ax.plot(rows[by], rows["speedup"], "o-", label=phase)
         efficiency_ax.plot(rows[by], rows["efficiency"], "o-", label=phase)
-    model = table["model"].iloc[0]
-    speedup_ax.set(xlabel=by, ylabel="speedup", title=f"{model}: speedup vs {counts[0]} {by}")
-    efficiency_ax.set(xlabel=by, ylabel="efficiency", ylim=(0, 1.1), title="efficiency")
+    model, label = table["model"].iloc[0], AXIS_LABELS[by]
+    speedup_ax.set(xlabel=label, ylabel="speedup", title=f"{model}: speedup against {counts[0]} {label}")
+    efficiency_ax.set(xlabel=label, ylabel="efficiency", ylim=(0, 1.1), title=f"{model}: efficiency")
     for ax in (speedup_ax, efficiency_ax):
         ax.set_xticks(counts)
         ax.grid(alpha=0.3)
