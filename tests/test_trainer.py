@@ -207,10 +207,12 @@ def test_tiny_demo_learns_well_above_chance(tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text(
         f"run: {{dir: {tmp_path / 'run'}}}\n"
-        f"synth: {{out: {tmp_path / 'tiffs'}, per_class: 30, size: [96, 72], seed: 1}}\n"
+        f"synth: {{out: {tmp_path / 'tiffs'}, per_class: 40, size: [96, 72], seed: 1}}\n"
         f"ingest: {{size: [64, 48], shards_per_split: 2}}\n"
         f"data: {{dir: {tmp_path / 'data'}, image_size: 32}}\n"
-        "train: {epochs: 15, batch_size: 8, optimizer: adam, lr: 0.001}\n"
+        # The demo's recipe (configs/demo.yaml): Adam, then a fast decay that settles the weights.
+        "train: {epochs: 20, batch_size: 8, optimizer: adam, lr: 0.001, lr_decay: 0.85,"
+        " num_epochs_per_decay: 1}\n"
     )
     out = semhpc("demo", "--config", str(config), timeout=1500)
     assert out.returncode == 0, out.stderr[-3000:]
