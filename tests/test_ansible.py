@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from test_containers import docker_daemon  # noqa: F401 (a running Docker daemon, for molecule)
 
 ROOT = Path(__file__).resolve().parents[1]
 ANSIBLE = ROOT / "ansible"

@@ -15,7 +15,7 @@ from ingest_helpers import MPI_ENV, write_image
 from semhpc.data import pipeline
 from semhpc.data.categories import CATEGORIES
 from semhpc.data.ingest import IngestSettings, ingest
-from semhpc.data.rank_work import World
+from semhpc.utils.mpi import World
 from semhpc.utils.errors import SemhpcError
 
 IMAGES = 70

@@ -219,3 +219,30 @@ def test_tiny_demo_learns_well_above_chance(tmp_path):
     result = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
     assert result["accuracy"] > 0.3                                   # chance is 0.1
     assert "test accuracy" in out.stdout and "images/sec" in out.stdout
+
+
+@pytest.mark.slow
+def test_mixed_precision_learns_as_well_as_float32(tmp_path):
+    """`train.precision=mixed` on this CPU: bfloat16 where AVX512_BF16/AMX exist, else float32 with
+    a note. Either way it must learn like float32 on the same data, seed and recipe."""
+    from semhpc.runtime.precision import resolve_precision
+
+    assert semhpc("synth", str(tmp_path / "tiffs"), "--per-class", "40", "--size", "96x72", "--seed", "1").returncode == 0
+    assert semhpc("ingest", str(tmp_path / "tiffs"), str(tmp_path / "data"), "--size", "64x48",
+                  "--shards-per-split", "2").returncode == 0
+    recipe = ["model.name=densenet28", "data.image_size=32", "train.batch_size=8", "train.epochs=15",
+              "train.optimizer=adam", "train.lr=0.001", "train.lr_decay=0.85", "train.num_epochs_per_decay=1"]
+    accuracy, policy = {}, {}
+    for precision in ("fp32", "mixed"):
+        run = tmp_path / precision
+        sets = [*recipe, f"data.dir={tmp_path / 'data'}", f"run.dir={run}", f"train.precision={precision}"]
+        out = semhpc("train", *[arg for s in sets for arg in ("--set", s)], timeout=1200)
+        assert out.returncode == 0, out.stderr[-3000:]
+        policy[precision] = next(r for r in read_metrics(run / "metrics.jsonl") if r.get("kind") == "start")["precision"]
+        accuracy[precision] = json.loads((run / "test_metrics.json").read_text())["accuracy"]
+    expected = resolve_precision("mixed", has_gpu=False)
+    assert policy == {"fp32": "float32", "mixed": expected.policy}
+    if expected.note:
+        assert expected.note in out.stdout
+    assert min(accuracy.values()) > 0.3, accuracy                      # chance is 0.1
+    assert abs(accuracy["mixed"] - accuracy["fp32"]) <= 0.2, accuracy  # 45 test images: ±1 image is 0.022

@@ -19,7 +19,7 @@ rank 0 never becomes a bottleneck at archive scale.
 If a rank dies, nobody waits for it forever: an exception on any rank calls `comm.Abort`
 (`semhpc.data.rank_work.abort_on_failure`, also used by ingest) and a killed rank makes mpirun
 end the job (with srun, pass --kill-on-bad-exit=1). `World`, `mpi_world` and `share_from_root`
-are shared with `semhpc ingest` (semhpc/data/rank_work.py).
+come from semhpc/utils/mpi.py, shared with `semhpc ingest`.
 """
 
 from __future__ import annotations
@@ -33,15 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from semhpc.data.rank_work import EXIT_INTERNAL_ERROR
 from semhpc.data.sem_tiff import display_path
 from semhpc.data.source_tree import IMAGE_SUFFIXES, find_images, is_image_name
 from semhpc.utils.errors import SemhpcError
+from semhpc.utils.mpi import POLL_SECONDS, World, wait_for_message
 
-POLL_SECONDS = 0.002
-_EXIT_INTERNAL_ERROR = 3  # as semhpc.data.rank_work (which imports this module, so not imported here)
-REQUEST, ASSIGN, DONE, PLAN = 1, 2, 3, 4  # message tags
-# Environment variables through which launchers announce the number of processes.
-_LAUNCHER_SIZE_VARIABLES = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS")
+REQUEST, ASSIGN, DONE = 1, 2, 3  # message tags (semhpc.utils.mpi.TAG_SHARE is 4)
 
 
 @dataclass(frozen=True)
@@ -50,63 +48,6 @@ class Chunk:
 
     index: int
     paths: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class World:
-    """This process's place in the job: rank `rank` of `size` (a world of one without MPI)."""
-
-    comm: object | None  # mpi4py communicator; None in a single process
-    rank: int
-    size: int
-
-    @property
-    def is_root(self) -> bool:
-        return self.rank == 0
-
-
-def mpi_world() -> World:
-    """The MPI world when launched by mpirun/srun with several processes, else a world of one.
-
-    mpi4py is not even imported for a plain `semhpc classify`, so a login node without a working
-    MPI still classifies.
-    """
-    launched = max((int(os.environ.get(name, "1") or 1) for name in _LAUNCHER_SIZE_VARIABLES), default=1)
-    if launched <= 1:
-        return World(None, 0, 1)
-    from mpi4py import MPI
-
-    comm = MPI.COMM_WORLD
-    if comm.Get_size() != launched:
-        raise SemhpcError(f"the launcher started {launched} processes but MPI sees {comm.Get_size()}: "
-                          "mpi4py is not using the launcher's MPI (with srun try --mpi=pmix)")
-    return World(comm, comm.Get_rank(), comm.Get_size())
-
-
-def share_from_root(world: World, value=None):
-    """Rank 0's `value` on every rank, received by polling (see the module docstring)."""
-    if world.size == 1:
-        return value
-    if world.is_root:
-        for rank in range(1, world.size):
-            world.comm.send(value, dest=rank, tag=PLAN)
-        return value
-    _wait_for_message(world.comm, source=0, tag=PLAN)
-    return world.comm.recv(source=0, tag=PLAN)
-
-
-def quiet_barrier(world: World) -> None:
-    """A barrier whose waiting ranks sleep instead of spinning on a core others need."""
-    if world.size == 1:
-        return
-    request = world.comm.Ibarrier()
-    while not request.Test():
-        time.sleep(POLL_SECONDS)
-
-
-def _wait_for_message(comm, source: int, tag: int) -> None:
-    while not comm.Iprobe(source=source, tag=tag):
-        time.sleep(POLL_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -197,7 +138,7 @@ class Dispatcher(threading.Thread):
             self._serve()
         except BaseException:  # an unserved rank would wait forever: end the whole job
             traceback.print_exc()
-            self.world.comm.Abort(_EXIT_INTERNAL_ERROR)
+            self.world.comm.Abort(EXIT_INTERNAL_ERROR)
 
     def _serve(self) -> None:
         from mpi4py import MPI
@@ -226,7 +167,7 @@ class RemoteWork:
     def next_chunk(self) -> Chunk | None:
         comm = self.world.comm
         comm.send({"completed": self._unreported()}, dest=0, tag=REQUEST)
-        _wait_for_message(comm, source=0, tag=ASSIGN)
+        wait_for_message(comm, source=0, tag=ASSIGN)
         return comm.recv(source=0, tag=ASSIGN)
 
     def finish(self, stats: dict) -> None:

@@ -21,6 +21,6 @@ def add_arguments(parser) -> None:
 
 def main(args) -> int:
     from semhpc.data.hdf5 import Hdf5Settings, convert_tree
-    from semhpc.data.rank_work import mpi_world
+    from semhpc.utils.mpi import mpi_world
 
     return convert_tree(Hdf5Settings(Path(args.source), Path(args.out), args.previews), mpi_world())

@@ -30,7 +30,7 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     from semhpc.data.class_map import load_class_map
     from semhpc.data.ingest import IngestSettings, ingest
-    from semhpc.data.rank_work import mpi_world
+    from semhpc.utils.mpi import mpi_world
     from semhpc.data.split import parse_fractions
     from semhpc.utils.errors import SemhpcError
 

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from semhpc import __version__
 from semhpc.data import rank_work
-from semhpc.data.rank_work import World
+from semhpc.utils.mpi import World
 from semhpc.data.sem_tiff import SemImage, SemReadError, display_path, read_sem_tiff
 from semhpc.data.source_tree import FoundFile, find_images
 from semhpc.data.tfrecord import pixel_sha256

@@ -43,7 +43,7 @@ import numpy as np
 from semhpc import __version__
 from semhpc.data import rank_work, tfrecord
 from semhpc.data.class_map import ClassMap, default_class_map
-from semhpc.data.rank_work import World
+from semhpc.utils.mpi import World
 from semhpc.data.sem_tiff import SemReadError, display_path, read_sem_tiff
 from semhpc.data.source_tree import ImageFinder
 from semhpc.data.split import DEFAULT_FRACTIONS, SPLITS, shard_of, split_of

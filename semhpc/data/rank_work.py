@@ -24,9 +24,9 @@ import time
 import traceback
 from typing import Callable
 
-from semhpc.classify.work import World, mpi_world, share_from_root  # noqa: F401  (re-exported)
 from semhpc.utils.atomic import atomic_path
 from semhpc.utils.errors import SemhpcError
+from semhpc.utils.mpi import World, share_from_root
 from semhpc.utils.progress import progress
 
 EXIT_OK, EXIT_FILES_FAILED, EXIT_USER_ERROR, EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3, 130

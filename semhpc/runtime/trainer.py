@@ -113,6 +113,9 @@ def _train(cfg: Config, resume: bool, world, run_dir: Path) -> dict:
 
     global_batch = cfg.train.batch_size * world.size
     first_epoch, done_in_first = divmod(start_step, steps_per_epoch)
+    # Counted in Python: reading optimizer.iterations (or a step's loss) would wait for the step
+    # to finish before the next one is dispatched, a bubble of Python overhead every step.
+    step = start_step
     for epoch in range(first_epoch, cfg.train.epochs):
         # Each epoch's order is a pure function of (seed, epoch): a resumed run skips exactly the
         # batches the interrupted run had already trained on.
@@ -124,9 +127,9 @@ def _train(cfg: Config, resume: bool, world, run_dir: Path) -> dict:
         for images, labels in dataset("train", True, epoch).skip(skip).take(steps_per_epoch - skip):
             loss, correct = train_step(images, labels)
             for running in (interval, whole_epoch):
-                running.add(float(loss), float(correct), len(labels))
+                running.add(loss, correct, len(labels))
             bar.update(1)
-            step = int(optimizer.iterations)
+            step += 1
             if step % cfg.train.log_every == 0:
                 loss_avg, acc_avg = interval.averaged(hvd, "interval_metrics")
                 rate = interval.images_per_sec(global_batch)
@@ -148,7 +151,6 @@ def _train(cfg: Config, resume: bool, world, run_dir: Path) -> dict:
         val = evaluate(inference_model, dataset("validation", False), len(classes), hvd)
         if world.is_root:
             rate = whole_epoch.images_per_sec(global_batch)
-            step = int(optimizer.iterations)
             log.write(kind="epoch", step=step, epoch=epoch + 1, loss=loss_avg, accuracy=acc_avg,
                       val_loss=val["loss"], val_accuracy=val["accuracy"], lr=float(schedule(step)),
                       images_per_sec=rate, epoch_time=train_time)
@@ -259,13 +261,16 @@ def _replica_fingerprints(model, hvd) -> list[float]:
 
 
 class _RunningMetrics:
-    """This rank's loss/accuracy sums since `started`; averaged over ranks on demand."""
+    """This rank's loss/accuracy sums since `started`; averaged over ranks on demand.
+
+    The sums stay tensors until `averaged` is called, so adding a step's results never waits for it.
+    """
 
     def __init__(self):
         self.loss_sum = self.steps = self.correct = self.images = 0.0
         self.started = time.perf_counter()
 
-    def add(self, loss, correct, images):
+    def add(self, loss, correct, images: int):
         self.loss_sum += loss
         self.steps += 1
         self.correct += correct
@@ -275,8 +280,8 @@ class _RunningMetrics:
         """(loss, accuracy) over all ranks; every rank must call it at the same point."""
         import tensorflow as tf
 
-        sums = hvd.allreduce(tf.constant([self.loss_sum, self.steps, self.correct, self.images]),
-                             op=hvd.Sum, name=name).numpy()
+        totals = [tf.cast(value, tf.float64) for value in (self.loss_sum, self.steps, self.correct, self.images)]
+        sums = hvd.allreduce(tf.stack(totals), op=hvd.Sum, name=name).numpy()
         return float(sums[0] / max(sums[1], 1)), float(sums[2] / max(sums[3], 1))
 
     def step_time(self):
