@@ -67,9 +67,14 @@ semhpc_wheel() {
   local src
   src=$(mktemp -d)
   trap 'rm -rf "$src"' RETURN
-  cp -r "$ROOT/pyproject.toml" "$ROOT/README.md" "$ROOT/semhpc" "$src/"
+  cp -r "$ROOT/pyproject.toml" "$ROOT/README.md" "$ROOT/semhpc" "$ROOT/hpc" "$src/"
   rm -f "$out"/semhpc-*.whl
   "$PYTHON" -m pip wheel -q --disable-pip-version-check --no-deps --no-build-isolation -w "$out" "$src" >&2
+  # The cluster profiles and job templates travel as data files (pyproject.toml); without them
+  # `semhpc submit` on the nodes has nothing to render.
+  "$PYTHON" -c 'import sys, zipfile; names = zipfile.ZipFile(sys.argv[1]).namelist()
+sys.exit(not any("/data/share/semhpc/hpc/templates/job/" in n for n in names))' "$out"/semhpc-*.whl \
+    || die "the semhpc wheel lacks share/semhpc/hpc (cluster profiles and job templates)"
 }
 
 requirements() {

@@ -51,8 +51,8 @@ def check_log_path(log: str) -> str:
 def render_job(profile, kind: str, plan: ResourcePlan, *, name: str, args: list[str], log: str) -> str:
     """The job script that runs `kind` with `args` on `plan`'s resources of `profile`'s cluster."""
     if not TEMPLATES.is_dir():
-        raise SemhpcError(f"job templates not found in {TEMPLATES}: install semhpc from its repository "
-                          "(pip install -e), which holds hpc/")
+        raise SemhpcError(f"job templates not found in {TEMPLATES}: reinstall semhpc from a wheel built "
+                          "with its hpc/ folder (ansible/scripts/wheelhouse.sh) or from a checkout (pip install -e)")
     sched = scheduler.for_profile(profile)
     sections = [
         _header(profile, kind, plan, sched.directives(plan, profile, check_job_name(name), check_log_path(log))),

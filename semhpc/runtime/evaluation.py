@@ -16,7 +16,7 @@ def evaluate(model, dataset, num_classes: int, hvd, class_names=None) -> dict:
     confusion = np.zeros((num_classes, num_classes), np.float64)
     loss_sum = top5 = 0.0
     for images, labels in dataset:
-        logits = model(images, training=False)
+        logits = tf.cast(model(images, training=False), tf.float32)  # bfloat16/float16 under mixed precision
         labels_np = labels.numpy()
         loss_sum += float(tf.reduce_sum(
             tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)))
