@@ -1,13 +1,13 @@
 """Calibration of the confidence policy (REFERENCE §6): score histograms by outcome, P(top correct)
 vs score and its 0.5 crossing, suggested thresholds, the PNG, and `semhpc calibrate` end to end."""
 
+import functools
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from test_classify import REPO, make_run_dir
+from artifacts import semhpc as run_semhpc
+from test_classify import make_run_dir
 
 from semhpc.classify.bundle import export_bundle
 from semhpc.classify.calibration import SCORE_BINS, analyse, lowest_threshold, plot
@@ -130,12 +130,7 @@ def test_plot_writes_a_png(tmp_path):
 
 @pytest.mark.slow
 def test_calibrate_command_on_an_ingested_split(tmp_path):
-    def semhpc(*args):
-        result = subprocess.run([sys.executable, "-m", "semhpc", *args], capture_output=True, text=True,
-                                cwd=REPO, timeout=1200)
-        assert result.returncode == 0, result.stderr[-2000:]
-        return result.stdout
-
+    semhpc = functools.partial(run_semhpc, timeout=1200)
     semhpc("synth", str(tmp_path / "tiffs"), "--per-class", "8", "--size", "64x48", "--seed", "3")
     semhpc("ingest", str(tmp_path / "tiffs"), str(tmp_path / "data"), "--size", "64x48", "--shards-per-split", "1")
     bundle = export_bundle(make_run_dir(tmp_path / "run"), tmp_path / "bundle")

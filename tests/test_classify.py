@@ -6,6 +6,7 @@ test_metrics.json) from an untrained DenseNet-28 at 32 px, so these tests do not
 """
 
 import csv
+import functools
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from artifacts import semhpc as run_semhpc
 from sem_fixtures import REAL_SAMPLES, gradient, write_fei_tiff, write_generic_tiff, write_zeiss_tiff
 
 from semhpc.classify.bundle import export_bundle, read_bundle
@@ -488,12 +490,7 @@ def test_setup_error_on_rank0_ends_every_rank(bundle, tmp_path):
 
 @pytest.mark.slow
 def test_export_and_classify_a_real_training_run(tmp_path):
-    def semhpc(*args):
-        result = subprocess.run([sys.executable, "-m", "semhpc", *args], capture_output=True, text=True,
-                                cwd=REPO, timeout=1200)
-        assert result.returncode == 0, result.stderr[-2000:]
-        return result
-
+    semhpc = functools.partial(run_semhpc, timeout=1200)
     semhpc("synth", str(tmp_path / "tiffs"), "--per-class", "4", "--size", "64x48", "--seed", "3")
     semhpc("ingest", str(tmp_path / "tiffs"), str(tmp_path / "data"), "--size", "64x48", "--shards-per-split", "1")
     semhpc("train", "--set", f"data.dir={tmp_path / 'data'}", "--set", f"run.dir={tmp_path / 'run'}",

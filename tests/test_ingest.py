@@ -166,7 +166,7 @@ def test_class_map_file_sets_classes_and_folder_merges(tmp_path):
 @pytest.mark.parametrize("content, message", [
     ("folder:\n  A: Particles\n", "unknown key 'folder'"),
     ("folders:\n  A: Particle\n", "folders.A maps to 'Particle', which is not a class"),
-    ("classes: [\n", "not valid YAML"),
+    ("classes: [\n", "invalid YAML"),
 ])
 def test_bad_class_map_is_one_error_line(tmp_path, capsys, content, message):
     write_tree(tmp_path / "src", per_class=1)

@@ -33,7 +33,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -
     source = "defaults"
     if path is not None:
         source = str(path)
-        _merge(values, _read_yaml(Path(path)), source)
+        _merge(values, read_yaml_mapping(Path(path)), source)
     for override in overrides:
         section, key, value = _parse_override(override)
         _merge(values, {section: {key: value}}, f"--set {override}")
@@ -47,11 +47,19 @@ def save_config(cfg: Config, run_dir: str | Path) -> Path:
     return out
 
 
-def _read_yaml(path: Path) -> dict:
+def read_yaml_mapping(path: Path, what: str = "config file",
+                      not_a_mapping: str = "top level must be a mapping of sections") -> dict:
+    """The mapping at the top of the YAML file `path` ({} when empty), else one SemhpcError line.
+
+    Shared by every YAML input (run configs, cluster profiles, class maps); `what` names the file
+    in the errors and `not_a_mapping` says what its top level should be.
+    """
     if not path.is_file():
-        raise SemhpcError(f"{path}: config file not found")
+        raise SemhpcError(f"{path}: {what} not found")
     try:
         data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise SemhpcError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -60,7 +68,7 @@ def _read_yaml(path: Path) -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise SemhpcError(f"{path}: top level must be a mapping of sections, got {type(data).__name__}")
+        raise SemhpcError(f"{path}: {not_a_mapping}, got {type(data).__name__}")
     return data
 
 

@@ -21,6 +21,7 @@ import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
+from semhpc.config.loader import read_yaml_mapping
 from semhpc.data.categories import CATEGORIES
 from semhpc.utils.errors import SemhpcError
 
@@ -59,7 +60,8 @@ def load_class_map(path=None) -> ClassMap:
     """The default map, or the one described by the YAML file at `path` (module docstring)."""
     if path is None:
         return default_class_map()
-    content = _read_yaml(Path(path))
+    content = read_yaml_mapping(Path(path), "class map",
+                                f"a class map must be a mapping with keys {', '.join(_FILE_KEYS)}")
     unknown = [key for key in content if key not in _FILE_KEYS]
     if unknown:
         raise SemhpcError(f"{path}: unknown key '{unknown[0]}' (valid keys: {', '.join(_FILE_KEYS)})")
@@ -82,19 +84,3 @@ def _build(classes: tuple[str, ...], file_folders: dict[str, str]) -> ClassMap:
     defaults = {folder: target for folder, target in DEFAULT_FOLDERS.items()
                 if target in classes and folder not in classes}
     return ClassMap(tuple(classes), {**defaults, **file_folders})
-
-
-def _read_yaml(path: Path) -> dict:
-    import yaml
-
-    try:
-        content = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise SemhpcError(f"{path}: cannot read the class map: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise SemhpcError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
-    if content is None:
-        return {}
-    if not isinstance(content, dict):
-        raise SemhpcError(f"{path}: a class map must be a mapping with keys {', '.join(_FILE_KEYS)}")
-    return content

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
-from semhpc.config.loader import _check, _did_you_mean, _read_yaml
+from semhpc.config.loader import _check, _did_you_mean, read_yaml_mapping
 from semhpc.config.schema import Field
 from semhpc.hpc import SHIPPED_DIR, shell
 from semhpc.hpc.resources import parse_walltime
@@ -105,7 +105,7 @@ def load_profile(name_or_path: str) -> Profile:
             raise SemhpcError(f"unknown cluster '{name_or_path}'{_did_you_mean(name_or_path, profiles)} "
                               f"(profiles are read from: {where})")
         path = profiles[name_or_path]
-    return parse_profile(path.stem, path, _read_yaml(path))
+    return parse_profile(path.stem, path, read_yaml_mapping(path, "cluster profile", "a profile must be a mapping of sections"))
 
 
 def parse_profile(name: str, path: Path, data: dict) -> Profile:
