@@ -6,7 +6,9 @@ All three minimise plain softmax cross-entropy with the recipe's RMSProp (the tr
 weight_decay=0 so it does the same arithmetic). images/sec = training images of epochs 2..E /
 their training time; epoch 1 (graph tracing) is left out. For the trainer the training time is
 `epoch_time` of metrics.jsonl (it excludes the validation pass; the epoch record's own
-`images_per_sec` includes it). Target: trainer >= 1.00x the loop and >= model.fit.
+`images_per_sec` includes it). Repeats take turns (each starts with a different setup) and the
+script reports, per setup, the best run (least disturbed), the median run, and the median of the
+trainer / setup ratios within a repeat. Target: trainer >= 1.00x the loop and >= model.fit.
 
     .venv/bin/python benchmarks/trainer_efficiency.py [--model densenet28 --image-size 64]
 """
@@ -39,26 +41,33 @@ def main() -> None:
     rates = {name: [] for name in SETUPS}
     steady = []
     for repeat in range(args.repeats):
-        trainer_rate, trainer_steady = run_trainer(args, data, cores)
-        rates["semhpc train"].append(trainer_rate)
-        steady.append(trainer_steady)
-        for name, worker in (("GradientTape loop", "loop"), ("model.fit", "fit")):
-            rates[name].append(worker_json(__file__, [worker, *worker_arguments(args, data)], cores)["images_per_sec"])
+        # Each repeat starts with a different setup, so none always runs first (or last) in a repeat.
+        for name in SETUPS[repeat % len(SETUPS):] + SETUPS[:repeat % len(SETUPS)]:
+            if name == "semhpc train":
+                trainer_rate, trainer_steady = run_trainer(args, data, cores)
+                rates[name].append(trainer_rate)
+                steady.append(trainer_steady)
+            else:
+                document = worker_json(__file__, [WORKER_OF[name], *worker_arguments(args, data)], cores)
+                rates[name].append(document["images_per_sec"])
         print(f"repeat {repeat + 1}: " + ", ".join(f"{name} {values[-1]:.1f}" for name, values in rates.items())
               + f" img/s (trainer within epochs: {steady[-1]:.1f})", flush=True)
     results = {name: best_and_median(values) for name, values in rates.items()}
     trainer = results["semhpc train"]
+    # Ratios within a repeat compare runs minutes apart: less exposed to slow drifts of the machine's load.
+    paired = {name: statistics.median(t / v for t, v in zip(rates["semhpc train"], values))
+              for name, values in rates.items()}
     print(f"\n{args.model} {args.image_size} px, batch {args.batch_size}, {args.threads} thread(s), epochs 2-{args.epochs}, "
           f"load average {before['load_average_1min']:.1f} before, {os.getloadavg()[0]:.1f} after")
-    print(f"{'setup':<18} {'best img/s':>10} {'median':>8} {'trainer / this (best, median)':>30}")
+    print(f"{'setup':<18} {'best img/s':>10} {'median':>8} {'trainer / this: best, median, paired median':>45}")
     for name, result in results.items():
         print(f"{name:<18} {result['best']:>10.1f} {result['median']:>8.1f} "
-              f"{trainer['best'] / result['best']:>20.2f}, {trainer['median'] / result['median']:.2f}")
+              f"{trainer['best'] / result['best']:>29.2f}, {trainer['median'] / result['median']:.2f}, {paired[name]:.2f}")
     print(f"semhpc train within epochs (median of {STEP_INTERVAL}-step intervals, epoch starts left out): "
           f"best {max(steady):.1f}, median {statistics.median(steady):.1f} img/s")
     print("target: semhpc train >= 1.00x the loop and >= model.fit")
     write_json({"benchmark": "trainer_efficiency", "settings": vars(args), "machine": before,
-                "load_average_after": os.getloadavg()[0], "results": results,
+                "load_average_after": os.getloadavg()[0], "results": results, "paired_median_ratio": paired,
                 "trainer_within_epochs": best_and_median(steady)}, args.json)
 
 
@@ -158,6 +167,7 @@ def fit_worker(args) -> dict:
 
 
 WORKERS = {"loop": loop_worker, "fit": fit_worker}
+WORKER_OF = {"GradientTape loop": "loop", "model.fit": "fit"}
 
 
 def parse_args() -> argparse.Namespace:

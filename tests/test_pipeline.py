@@ -119,6 +119,37 @@ def test_cache_gives_the_same_batches_as_reading_the_shards(dataset):
         assert all(np.array_equal(s[0], c[0]) and np.array_equal(s[1], c[1]) for s, c in zip(streamed, cached))
 
 
+def test_each_epoch_reads_its_rank_part_shuffled_within_blocks(dataset, monkeypatch):
+    data_dir, _ = dataset
+    block = 5
+    monkeypatch.setattr(pipeline, "SHUFFLE_BLOCK", block)
+    manifest = pipeline.load_manifest(data_dir)
+    in_split_order = image_values(list(pipeline.make_dataset(data_dir, "train", SIZE, BATCH,
+                                                             training=False).as_numpy_iterator()))
+    for epoch in (0, 1):
+        where = dict(rank=1, world_size=2, seed=7, epoch=epoch)
+        order = pipeline.epoch_order(manifest, "train", BATCH, **where)
+        ascending = pipeline.rank_indices(manifest, "train", BATCH, training=True, **where)
+        assert [sorted(order[i:i + block]) for i in range(0, len(order), block)] == \
+               [list(ascending[i:i + block]) for i in range(0, len(ascending), block)]
+        assert list(order) != list(ascending)
+        for cache in (False, True):
+            read = image_values(batches(data_dir, cache=cache, **where))
+            assert read == [in_split_order[index] for index in order]
+
+
+def test_consecutive_epochs_stream_from_one_pipeline_exactly_as_each_epoch_alone(dataset):
+    data_dir, _ = dataset
+    steps = pipeline.steps_per_epoch(pipeline.load_manifest(data_dir), "train", BATCH, 2)
+    for cache in (False, True):
+        settings = dict(augment=True, rank=1, world_size=2, cache=cache)
+        streamed = batches(data_dir, epoch=2, epochs=3, **settings)
+        alone = [batch for epoch in (2, 3, 4) for batch in batches(data_dir, epoch=epoch, **settings)]
+        assert len(streamed) == len(alone) == 3 * steps
+        assert all(np.array_equal(s[0], a[0]) and np.array_equal(s[1], a[1]) for s, a in zip(streamed, alone))
+        assert not np.array_equal(streamed[0][0], streamed[steps][0])  # epochs differ: not vacuous
+
+
 def test_preprocess_fn_maps_each_batch(dataset):
     data_dir, _ = dataset
     plain = batches(data_dir)

@@ -11,6 +11,7 @@ Run it as one process (`semhpc train --config C`) or under `mpirun -np N` (`semh
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -86,10 +87,10 @@ def _train(cfg: Config, resume: bool, world, run_dir: Path) -> dict:
 
     train_step = _make_train_step(model, optimizer, cfg.train, len(classes), spec.aux_loss_weight, precision)
 
-    def dataset(split, training, epoch=0):
+    def dataset(split, training, epoch=0, epochs=1):
         return pipeline.make_dataset(
             cfg.data.dir, split, cfg.data.image_size, cfg.train.batch_size, training=training,
-            rank=world.rank, world_size=world.size, seed=cfg.train.seed, epoch=epoch,
+            rank=world.rank, world_size=world.size, seed=cfg.train.seed, epoch=epoch, epochs=epochs,
             preprocess_fn=lambda x: registry.preprocess(x, spec), augment=cfg.data.augment,
             cache=cfg.data.cache,
         )
@@ -116,15 +117,17 @@ def _train(cfg: Config, resume: bool, world, run_dir: Path) -> dict:
     # Counted in Python: reading optimizer.iterations (or a step's loss) would wait for the step
     # to finish before the next one is dispatched, a bubble of Python overhead every step.
     step = start_step
+    # One pipeline for all remaining epochs. Each epoch's order is a pure function of (seed, epoch):
+    # a resumed run skips exactly the batches the interrupted run had already trained on.
+    train_batches = iter(dataset("train", True, first_epoch, cfg.train.epochs - first_epoch).skip(done_in_first))
+    validation = dataset("validation", False)  # the same every epoch: built once, iterated anew
     for epoch in range(first_epoch, cfg.train.epochs):
-        # Each epoch's order is a pure function of (seed, epoch): a resumed run skips exactly the
-        # batches the interrupted run had already trained on.
         skip = done_in_first if epoch == first_epoch else 0
         interval, whole_epoch = _RunningMetrics(), _RunningMetrics()
         bar = progress(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
                        enabled=world.is_root, unit="step")
         bar.update(skip)
-        for images, labels in dataset("train", True, epoch).skip(skip).take(steps_per_epoch - skip):
+        for images, labels in itertools.islice(train_batches, steps_per_epoch - skip):
             loss, correct = train_step(images, labels)
             for running in (interval, whole_epoch):
                 running.add(loss, correct, len(labels))
@@ -148,7 +151,7 @@ def _train(cfg: Config, resume: bool, world, run_dir: Path) -> dict:
         train_time = time.perf_counter() - whole_epoch.started
         loss_avg, acc_avg = whole_epoch.averaged(hvd, "epoch_metrics")
         _average_batchnorm_statistics(model, hvd)
-        val = evaluate(inference_model, dataset("validation", False), len(classes), hvd)
+        val = evaluate(inference_model, validation, len(classes), hvd)
         if world.is_root:
             rate = whole_epoch.images_per_sec(global_batch)
             log.write(kind="epoch", step=step, epoch=epoch + 1, loss=loss_avg, accuracy=acc_avg,
