@@ -1,7 +1,8 @@
 """Input pipeline against training, per core: does TFRecord -> decode -> resize -> augment keep up?
 
   pipeline   `make_dataset(training=True, augment=True, cache=False)` over the training shards, as
-             the trainer reads them (stored PNGs decoded every time), preprocessed for the model;
+             the trainer reads them (stored PNGs decoded every time, epochs streamed back to back),
+             preprocessed for the model;
              one process pinned to one core with one TensorFlow thread; images/sec over
              `--batches` batches after 2 warmup batches
   training   `semhpc bench --mode train --threads 1` of the model, pinned to one core
@@ -69,9 +70,10 @@ def pipeline_worker(args) -> dict:
     from semhpc.model import registry
 
     spec = registry.get_spec(args.model)
+    steps = pipeline.steps_per_epoch(pipeline.load_manifest(args.data), "train", args.batch_size, 1)
     dataset = pipeline.make_dataset(args.data, "train", args.image_size, args.batch_size, training=True,
                                     preprocess_fn=lambda images: registry.preprocess(images, spec),
-                                    augment=True, cache=False).repeat()
+                                    augment=True, cache=False, epochs=-(-(args.batches + 2) // steps))
     options = tf.data.Options()
     options.threading.private_threadpool_size = 1
     batches = iter(dataset.with_options(options))

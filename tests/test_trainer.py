@@ -1,6 +1,7 @@
 """The Horovod trainer under real `mpirun -np 2`: replicas agree, only rank 0 writes, resume is exact,
 a dead rank does not hang the job, and a tiny run learns."""
 
+import itertools
 import json
 import os
 import signal
@@ -90,6 +91,43 @@ def test_two_ranks_agree_and_only_rank0_writes(dataset, tmp_path):
     assert evaluation["accuracy"] == result["accuracy"]
     assert evaluation["last_evaluations"]["count"] == 2
     assert json.loads(out.stdout)["split"] == "test"
+
+
+def test_executions_cover_the_steps_and_end_on_every_logged_or_checkpointed_step():
+    from types import SimpleNamespace
+
+    from semhpc.runtime.trainer import _executions
+
+    cfg = SimpleNamespace(steps_per_execution=4, log_every=3, checkpoint_every=5)
+    runs = list(_executions(7, 20, cfg))                      # steps 8..27
+    assert sum(runs) == 20 and max(runs) <= 4
+    ends = set(itertools.accumulate(runs, initial=7))
+    assert {s for s in range(8, 28) if s % 3 == 0 or s % 5 == 0} <= ends
+    assert list(_executions(0, 12, SimpleNamespace(steps_per_execution=10, log_every=10, checkpoint_every=0))) == [10, 2]
+    assert list(_executions(0, 3, SimpleNamespace(steps_per_execution=1, log_every=10, checkpoint_every=0))) == [1, 1, 1]
+
+
+def test_several_steps_per_call_train_exactly_like_one_step_per_call(dataset, tmp_path):
+    """Under 2 ranks (allreduce inside the graph loop): same step records, losses and final weights."""
+    results = {}
+    for per_call in (1, 4):
+        run = tmp_path / f"run{per_call}"
+        out = subprocess.run(mpirun_command(2, train_args(dataset, run, "train.log_every=3",
+                                                          f"train.steps_per_execution={per_call}")),
+                             capture_output=True, text=True, timeout=900)
+        assert out.returncode == 0, out.stderr[-3000:]
+        records = read_metrics(run / "metrics.jsonl")
+        results[per_call] = ([(r["step"], r["loss"]) for r in records if r["kind"] == "step"],
+                             json.loads((run / "test_metrics.json").read_text()))
+    (one_records, one_test), (four_records, four_test) = results[1], results[4]
+    total = 2 * steps_per_epoch(dataset)
+    # Records every 3 steps within an epoch (a call never runs past a logged step), whatever per_call is.
+    assert [step for step, _ in four_records] == [step for step, _ in one_records]
+    assert {step for step, _ in four_records} >= set(range(3, total + 1, 3))
+    assert [loss for _, loss in four_records] == pytest.approx([loss for _, loss in one_records], rel=1e-4)
+    assert four_test["steps"] == one_test["steps"] == total
+    assert four_test["replica_fingerprints"][0] == four_test["replica_fingerprints"][1]
+    assert four_test["replica_fingerprints"][0] == pytest.approx(one_test["replica_fingerprints"][0], rel=1e-4)
 
 
 def test_feature_extraction_changes_only_the_logits(dataset, tmp_path):

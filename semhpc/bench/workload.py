@@ -63,7 +63,8 @@ def build_workload(cfg, data_format: str = "channels_last", world_size: int = 1)
     if precision.loss_scaling:
         optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
-    train_step = trainer_step(model, optimizer, cfg.train, spec.aux_loss_weight if with_aux else None, precision)
+    train_step = trainer_step(model, optimizer, cfg.train, spec.aux_loss_weight if with_aux else None, precision,
+                              allreduce=world_size > 1)
 
     @tf.function
     def forward_step(images):
@@ -84,11 +85,12 @@ def check_data_format(data_format: str, has_gpu: bool) -> None:
                           "(REFERENCE §4: NCHW on GPU, NHWC on CPU)")
 
 
-def trainer_step(model, optimizer, train_cfg, aux_loss_weight, precision) -> Callable:
+def trainer_step(model, optimizer, train_cfg, aux_loss_weight, precision, allreduce: bool) -> Callable:
     """The trainer's compiled training step (the one place that reaches into the trainer)."""
     from semhpc.runtime.trainer import _make_train_step
 
-    return _make_train_step(model, optimizer, train_cfg, len(CATEGORIES), aux_loss_weight, precision)
+    return _make_train_step(model, optimizer, train_cfg, len(CATEGORIES), aux_loss_weight, precision,
+                            allreduce=allreduce)
 
 
 def synthetic_batch(batch_size: int, image_size: int, spec, data_format: str, seed: int):

@@ -79,6 +79,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "fp16_allreduce": Field("bool", False, "Compress gradients to float16 for the allreduce."),
         "seed": Field("int", 0, "Seed for weights init and data shuffling."),
         "log_every": Field("int", 10, "Steps between metrics.jsonl step records.", minimum=1),
+        "steps_per_execution": Field("int", 10, "Training steps per call into TensorFlow (one Python round trip "
+                                     "for several steps); logs and checkpoints keep their step counts.", minimum=1),
         "threads": Field("int", 0, "Intra-op threads per rank; 0 = the cores this rank is bound to.", minimum=0),
         "checkpoint_every": Field("int", 0, "Also checkpoint every N steps (0 = at epoch ends only).", minimum=0),
         "keep_checkpoints": Field("int", 3, "Checkpoints kept in run_dir/checkpoints.", minimum=1),

@@ -179,7 +179,7 @@ def make_dataset(data_dir, split: str, image_size: int, batch_size: int, *, trai
 
 # ---------------------------------------------------------------------------------------------
 # Sources: a rank's images, as (index) with `cache` or (index, serialized record) without, in
-# ascending index order
+# the order of the indices given (ascending for evaluation, an `epoch_order` for training)
 
 
 def _shard_paths(data_dir, manifest: dict, split: str) -> list[str]:

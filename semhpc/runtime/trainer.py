@@ -85,7 +85,9 @@ def _train(cfg: Config, resume: bool, world, run_dir: Path) -> dict:
     hvd.broadcast_variables(optimizer.variables, root_rank=0)
     start_step = int(optimizer.iterations)
 
-    train_step = _make_train_step(model, optimizer, cfg.train, len(classes), spec.aux_loss_weight, precision)
+    train_step = _make_train_step(model, optimizer, cfg.train, len(classes), spec.aux_loss_weight, precision,
+                                  allreduce=world.size > 1)
+    train_steps = _make_train_steps(train_step)
 
     def dataset(split, training, epoch=0, epochs=1):
         return pipeline.make_dataset(
@@ -127,12 +129,12 @@ def _train(cfg: Config, resume: bool, world, run_dir: Path) -> dict:
         bar = progress(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
                        enabled=world.is_root, unit="step")
         bar.update(skip)
-        for images, labels in itertools.islice(train_batches, steps_per_epoch - skip):
-            loss, correct = train_step(images, labels)
+        for steps in _executions(step, steps_per_epoch - skip, cfg.train):
+            loss_sum, correct = train_steps(train_batches, tf.constant(steps))
             for running in (interval, whole_epoch):
-                running.add(loss, correct, len(labels))
-            bar.update(1)
-            step += 1
+                running.add(loss_sum, correct, steps, steps * cfg.train.batch_size)
+            bar.update(steps)
+            step += steps
             if step % cfg.train.log_every == 0:
                 loss_avg, acc_avg = interval.averaged(hvd, "interval_metrics")
                 rate = interval.images_per_sec(global_batch)
@@ -204,8 +206,48 @@ def _restore_latest(checkpoint, directory: Path) -> None:
     checkpoint.restore(latest).assert_existing_objects_matched()
 
 
-def _make_train_step(model, optimizer, train_cfg, num_classes, aux_loss_weight, precision):
-    """One synchronous step: forward, loss (+ auxiliary loss, + L2), allreduced gradients, update."""
+def _executions(step: int, steps: int, train_cfg):
+    """How many steps each call of `train_steps` runs, to cover `steps` steps after global step `step`.
+
+    Up to `steps_per_execution` per call, but a call always ends on a step that is logged or
+    checkpointed, so records and checkpoints fall on the same steps whatever the setting.
+    """
+    boundaries = [every for every in (train_cfg.log_every, train_cfg.checkpoint_every) if every]
+    while steps:
+        run = min([steps, train_cfg.steps_per_execution] + [every - step % every for every in boundaries])
+        yield run
+        step += run
+        steps -= run
+
+
+def _make_train_steps(train_step):
+    """(iterator, n) -> (sum of the n steps' losses, their correct predictions), in one call.
+
+    Driving each step from Python costs a function call and an iterator round trip while the cores
+    wait: on a CPU that is a few percent of a small model's step. Running n steps in a graph loop
+    (Keras' `steps_per_execution`) pays it once per n steps; the steps and their order are the same.
+    """
+    import tensorflow as tf
+
+    @tf.function
+    def train_steps(iterator, steps):
+        loss_sum = correct_sum = tf.constant(0.0)
+        for _ in tf.range(steps):
+            images, labels = next(iterator)
+            loss, correct = train_step(images, labels)
+            loss_sum += loss
+            correct_sum += correct
+        return loss_sum, correct_sum
+
+    return train_steps
+
+
+def _make_train_step(model, optimizer, train_cfg, num_classes, aux_loss_weight, precision, allreduce=True):
+    """One synchronous step: forward, loss (+ auxiliary loss, + L2), allreduced gradients, update.
+
+    `allreduce=False` (a single rank) leaves out Horovod's gradient wrapper: with one rank it has
+    nothing to average, but still adds a size check and a conditional per gradient to the step.
+    """
     import horovod.tensorflow as hvd
     import tensorflow as tf
 
@@ -228,7 +270,8 @@ def _make_train_step(model, optimizer, train_cfg, num_classes, aux_loss_weight, 
             if train_cfg.weight_decay and kernels:
                 loss += train_cfg.weight_decay * tf.add_n([tf.nn.l2_loss(k) for k in kernels])
             scaled_loss = optimizer.get_scaled_loss(loss) if precision.loss_scaling else loss
-        tape = hvd.DistributedGradientTape(tape, compression=compression)
+        if allreduce:
+            tape = hvd.DistributedGradientTape(tape, compression=compression)
         grads = tape.gradient(scaled_loss, model.trainable_variables)
         if precision.loss_scaling:
             grads = optimizer.get_unscaled_gradients(grads)
@@ -273,9 +316,9 @@ class _RunningMetrics:
         self.loss_sum = self.steps = self.correct = self.images = 0.0
         self.started = time.perf_counter()
 
-    def add(self, loss, correct, images: int):
-        self.loss_sum += loss
-        self.steps += 1
+    def add(self, loss_sum, correct, steps: int, images: int):
+        self.loss_sum += loss_sum
+        self.steps += steps
         self.correct += correct
         self.images += images
 
