@@ -6,7 +6,9 @@ All three minimise plain softmax cross-entropy with the recipe's RMSProp (the tr
 weight_decay=0 so it does the same arithmetic). images/sec = training images of epochs 2..E /
 their training time; epoch 1 (graph tracing) is left out. For the trainer the training time is
 `epoch_time` of metrics.jsonl (it excludes the validation pass; the epoch record's own
-`images_per_sec` includes it). Repeats take turns (each starts with a different setup) and the
+`images_per_sec` includes it). The trainer runs with its defaults
+(`train.steps_per_execution=10`); the loop and `model.fit` (its default `steps_per_execution=1`)
+make one Python call per step. Repeats take turns (each starts with a different setup) and the
 script reports, per setup, the best run (least disturbed), the median run, and the median of the
 trainer / setup ratios within a repeat. Target: trainer >= 1.00x the loop and >= model.fit.
 
