@@ -11,7 +11,6 @@ Run it as one process (`semhpc train --config C`) or under `mpirun -np N` (`semh
 
 from __future__ import annotations
 
-import itertools
 import time
 from pathlib import Path
 
