@@ -5,11 +5,13 @@
 #   scripts/bootstrap.sh --test    also what the test suite drives for real (see TEST_APT_PACKAGES)
 #
 # 1. Debian packages that are missing are installed when we are root (else: one error line).
-# 2. .venv is created with the pinned tree of requirements.lock (tensorflow-cpu==2.15.1, numpy<2).
+# 2. .venv is created with the pinned tree of requirements.lock (tensorflow-cpu==2.15.1, numpy<2),
+#    build tools included; the lock constrains every pip call, and scripts/lock_check.py then
+#    proves that every installed package is pinned there at its installed version.
 # 3. Horovod 0.28.1 is compiled once with MPI + Gloo against that TensorFlow; the wheel is cached
 #    in $SEMHPC_CACHE/wheels (default ~/.cache/semhpc) so later bootstraps only install it.
 # 4. semhpc itself is installed editable, and `semhpc doctor` must pass.
-# A stamp (hash of the lock, this script and pyproject.toml) makes a second run take seconds.
+# A stamp (hash of the lock, this script, the check and pyproject.toml) makes a second run take seconds.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -48,8 +50,13 @@ ensure_apt_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
 }
 
+semhpc_version() {
+  sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$ROOT/semhpc/__init__.py"
+}
+
 stamp_value() {
-  cat "$ROOT/requirements.lock" "$ROOT/scripts/bootstrap.sh" "$ROOT/pyproject.toml" | sha256sum | cut -c1-16
+  cat "$ROOT/requirements.lock" "$ROOT/scripts/bootstrap.sh" "$ROOT/scripts/lock_check.py" "$ROOT/pyproject.toml" |
+    sha256sum | cut -c1-16
 }
 
 horovod_wheel() {
@@ -63,7 +70,8 @@ horovod_wheel() {
     mkdir -p "$dir"
     HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITH_GLOO=1 \
       HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 \
-      "$VENV/bin/pip" wheel -q --no-build-isolation --no-deps --no-cache-dir -w "$dir" "horovod==$HOROVOD_VERSION" >&2
+      "$VENV/bin/pip" wheel -q --no-build-isolation --no-deps --no-cache-dir -c "$ROOT/requirements.lock" \
+      -w "$dir" "horovod==$HOROVOD_VERSION" >&2
     wheel=$(ls "$dir"/horovod-"$HOROVOD_VERSION"-"$py_tag"-*.whl | head -n1)
   fi
   echo "$wheel"
@@ -86,14 +94,21 @@ main() {
     "$PYTHON" -m venv "$VENV"
   fi
   say "installing the pinned Python packages (requirements.lock)"
-  "$VENV/bin/pip" install -q --upgrade pip wheel setuptools
+  # The lock constrains every pip call below and any pip those start (PIP_CONSTRAINT), the build
+  # tools first: nothing comes from the registry at whatever version it published last.
+  export PIP_CONSTRAINT="$ROOT/requirements.lock"
+  "$VENV/bin/pip" install -q pip setuptools wheel
   "$VENV/bin/pip" install -q -r "$ROOT/requirements.lock"
 
   if [[ "$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("horovod"))' 2>/dev/null)" != "$HOROVOD_VERSION" ]]; then
     "$VENV/bin/pip" install -q --no-deps "$(horovod_wheel)"
   fi
-  "$VENV/bin/pip" install -q --no-deps -e "$ROOT" >"$VENV/.semhpc-install.log" 2>&1 ||
+  # No build isolation: an isolated build would fetch setuptools unpinned.
+  "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$ROOT" >"$VENV/.semhpc-install.log" 2>&1 ||
     { cat "$VENV/.semhpc-install.log" >&2; die "pip install -e $ROOT failed"; }
+  "$VENV/bin/python" "$ROOT/scripts/lock_check.py" "$ROOT/requirements.lock" \
+    --allow "horovod==$HOROVOD_VERSION" --allow "semhpc==$(semhpc_version)" >/dev/null ||
+    die "$VENV differs from requirements.lock (above): remove what you installed by hand, or delete $VENV and run again"
 
   "$VENV/bin/semhpc" doctor >/dev/null || { "$VENV/bin/semhpc" doctor; die "semhpc doctor found problems"; }
   stamp_value > "$stamp"

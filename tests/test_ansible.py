@@ -9,6 +9,7 @@ changes, then verified (ansible/molecule/default/verify.yml).
 """
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -152,6 +153,37 @@ def test_data_role_refuses_world_writable_folders(tmp_path):
     assert result.returncode != 0
     assert "1777: data folders must not be writable by others" in result.stdout
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("flavor, requirement, constraint", [
+    ("cpu", "tensorflow-cpu==", "tensorflow-cpu=="),
+    ("cuda", "tensorflow[and-cuda]==", "tensorflow=="),
+])
+def test_env_role_writes_the_lock_as_requirements_and_as_constraints(tmp_path, flavor, requirement, constraint):
+    """Index installs take the lock twice: the pinned tree, and constraints for every pip call (pip
+    refuses extras in a constraints file, so cuda's tensorflow[and-cuda] is plain tensorflow there)."""
+    playbook = tmp_path / "pins.yml"
+    playbook.write_text(yaml.safe_dump([{"name": "Pins", "hosts": "localhost", "connection": "local",
+                                         "gather_facts": False, "tasks": [{"name": "Write the pins",
+                                         "ansible.builtin.include_role": {"name": "semhpc_env", "tasks_from": "pins"}}]}]))
+    venv = tmp_path / "venv"
+    extra_vars = {"ansible_python_interpreter": sys.executable, "semhpc_venv": str(venv), "semhpc_version": "0.1.0",
+                  "semhpc_env_flavor": flavor}
+    result = run(["ansible-playbook", "-i", "localhost,", str(playbook), "-e", json.dumps(extra_vars)], timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:]
+    lock = [line for line in (ROOT / "requirements.lock").read_text().splitlines()
+            if line and not line.startswith("#")]
+    written = {}
+    for name in ("requirements", "constraints"):
+        written[name] = [line for line in Path(f"{venv}.{name}.txt").read_text().splitlines()
+                         if line and not line.startswith("#")]
+        assert len(written[name]) == len(lock)
+        assert {"pip==", "setuptools==", "wheel=="} <= {line.split("==")[0] + "==" for line in written[name]}
+    tensorflow = next(line for line in lock if line.startswith("tensorflow-cpu=="))
+    version = tensorflow.split("==")[1]
+    assert f"{requirement}{version}" in written["requirements"]
+    assert f"{constraint}{version}" in written["constraints"]
+    assert not any("[" in line for line in written["constraints"])
 
 
 # --- molecule (slow) --------------------------------------------------------------------------

@@ -272,6 +272,22 @@ def test_build_tags_archive_and_wheelhouse(cpu_build):
                              capture_output=True, text=True, timeout=300)
     assert offline.returncode == 0, offline.stderr[-3000:]
     assert f"horovod-{semhpc.SUPPORTED_HOROVOD}" in offline.stdout
+    # Every other pin of the wheelhouse is the lock's, at the lock's version.
+    locked = set((ROOT / "requirements.lock").read_text().splitlines())
+    assert [pin for pin in requirements if pin not in locked and not pin.startswith(("horovod==", "semhpc=="))] == []
+
+
+@pytest.mark.slow
+def test_the_image_venv_holds_exactly_the_locked_versions(cpu_build):
+    """The image's venv, build tools included, is the lock's: the same check as the bootstrap's."""
+    tag, _ = cpu_build
+    check = subprocess.run(["docker", "run", "--rm", "-v", f"{ROOT / 'scripts' / 'lock_check.py'}:/tmp/lock_check.py:ro",
+                            "-v", f"{ROOT / 'requirements.lock'}:/tmp/requirements.lock:ro", "--entrypoint", "python",
+                            tag, "/tmp/lock_check.py", "/tmp/requirements.lock",
+                            "--allow", f"horovod=={semhpc.SUPPORTED_HOROVOD}", "--allow", f"semhpc=={semhpc.__version__}"],
+                           capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stderr
+    assert "every installed package of /opt/semhpc/venv is pinned" in check.stdout
 
 
 @pytest.mark.slow

@@ -50,8 +50,9 @@ pinned_wheels() {
   rm -f "$out"/*.whl "$stamp"
   { grep -v -E '^horovod( |@|=|$)' "$ROOT/requirements.lock"; printf '%s\n' "${extras[@]}"; } >"$out/pinned.txt"
   say "fetching the wheels of requirements.lock ${extras[*]} for Python $node_python (once; about 400 MB)"
+  # The lock also constrains the extras and whatever they pull in.
   "$PYTHON" -m pip download -q --disable-pip-version-check --only-binary=:all: \
-    --python-version "$node_python" -d "$out" -r "$out/pinned.txt" >&2
+    --python-version "$node_python" -d "$out" -r "$out/pinned.txt" -c "$ROOT/requirements.lock" >&2
   rm "$out/pinned.txt"
   echo "$value" >"$stamp"
 }
@@ -69,7 +70,8 @@ semhpc_wheel() {
   trap 'rm -rf "$src"' RETURN
   cp -r "$ROOT/pyproject.toml" "$ROOT/README.md" "$ROOT/semhpc" "$ROOT/hpc" "$src/"
   rm -f "$out"/semhpc-*.whl
-  "$PYTHON" -m pip wheel -q --disable-pip-version-check --no-deps --no-build-isolation -w "$out" "$src" >&2
+  "$PYTHON" -m pip wheel -q --disable-pip-version-check --no-deps --no-build-isolation \
+    -c "$ROOT/requirements.lock" -w "$out" "$src" >&2
   # The cluster profiles and job templates travel as data files (pyproject.toml); without them
   # `semhpc submit` on the nodes has nothing to render.
   "$PYTHON" -c 'import sys, zipfile; names = zipfile.ZipFile(sys.argv[1]).namelist()
