@@ -166,7 +166,7 @@ def test_cpu_jobs_use_the_cpu_queue_and_cpu_ranks_without_gpus():
     c3hpc = directives(render(load_profile("c3hpc"), "ingest", args=("src", "out")), "#PBS")
     assert "-l select=1:ncpus=24:mpiprocs=2:mem=48gb" in c3hpc and "-q cpu" in c3hpc
     dcgp = directives(render(load_profile("leonardo-dcgp")), "#SBATCH")
-    assert {"--ntasks-per-node=2", "--cpus-per-task=56", "--partition=dcgp_usr_prod", "--qos=normal"} <= set(dcgp)
+    assert {"--ntasks-per-node=8", "--cpus-per-task=14", "--partition=dcgp_usr_prod", "--qos=normal"} <= set(dcgp)
     assert not any(line.startswith("--gres") for line in dcgp)
 
 
@@ -278,6 +278,8 @@ SLURM_SITE, PBS_SITE = "leonardo-booster", "c3hpc"
     (SLURM_SITE, {"node": {"gpu_compute_capability": None}},
      r"node.gpu_compute_capability is required when node.gpus > 0"),
     (SLURM_SITE, {"node": {"gpus": 0, "gpu_compute_capability": 0.0}}, r"node.memory_gb_per_gpu needs node.gpus > 0"),
+    (SLURM_SITE, {"job_defaults": {"trian": []}}, r"unknown job kind 'job_defaults.trian'; did you mean 'train'"),
+    (SLURM_SITE, {"job_defaults": {"train": "--set x=1"}}, r"job_defaults.train must be a list of strings"),
     (PBS_SITE, {"scheduler": {"qos": "normal"}},
      r"scheduler.qos is a Slurm setting; this profile's scheduler.type is pbs"),
     (PBS_SITE, {"scheduler": {"gpus_per_task": True}}, r"scheduler.gpus_per_task is a Slurm setting"),
@@ -431,6 +433,28 @@ def test_submit_qos_and_reservation_override_the_profile_and_pbs_refuses_a_qos(s
     assert "c3hpc runs pbs, which has no QOS" in capsys.readouterr().err
     assert cli.main(["submit", "--cluster", "leonardo-booster", "--job", "train", "--qos", "a;b", "--dry-run"]) == 2
     assert "--qos 'a;b': may only hold" in capsys.readouterr().err
+
+
+def test_leonardo_dcgp_trains_in_bfloat16_with_8_ranks_of_14_cores_unless_told_otherwise(submit_here, capsys):
+    assert cli.main(["submit", "--cluster", "leonardo-dcgp", "--job", "train", "--dry-run", "--",
+                     "--config", "c.yaml"]) == 0
+    script = capsys.readouterr().out
+    assert "SEMHPC_ARGS=(train --set train.precision=mixed --config c.yaml)" in script.splitlines()
+    assert {"--ntasks-per-node=8", "--cpus-per-task=14"} <= set(directives(script, "#SBATCH"))
+    assert "OMP_NUM_THREADS=14" in script
+    assert cli.main(["submit", "--cluster", "leonardo-dcgp", "--job", "train", "--dry-run", "--",
+                     "--set", "train.precision=fp32"]) == 0  # the user's --set comes later, so it wins
+    assert "SEMHPC_ARGS=(train --set train.precision=mixed --set train.precision=fp32)" in capsys.readouterr().out
+
+
+def test_a_profiles_default_job_arguments_are_checked_before_anything_is_queued(submit_here, capsys):
+    work, calls = submit_here
+    data = yaml.safe_load((SHIPPED_DIR / "clusters" / "local-slurm.yaml").read_text())
+    data["job_defaults"] = {"train": ["--no-such-option"]}
+    (work / "site.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(SystemExit):
+        cli.main(["submit", "--cluster", str(work / "site.yaml"), "--job", "train", "--", "--config", "c.yaml"])
+    assert "--no-such-option" in capsys.readouterr().err and not calls.exists()
 
 
 def test_submit_records_the_job_and_jobs_and_cancel_use_the_record(submit_here, capsys):

@@ -56,14 +56,15 @@ def main(args) -> int:
                           "use --queue")
     plan = plan_resources(profile, args.job, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
                           walltime=args.walltime, queue=args.queue, qos=args.qos, reservation=args.reservation)
-    check_job_arguments(args.job, args.args)
+    job_args = [*profile.job_defaults.get(args.job, []), *args.args]  # the user's arguments come last and win
+    check_job_arguments(args.job, job_args)
     sched = scheduler.for_profile(profile)
     job_dir = Path(args.job_dir).resolve()
     stamp = f"{datetime.datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}"  # unique per submit
     previous = None
     for name, point in job_points(args.job, args.name or f"semhpc-{args.job}", plan, profile.node):
         log = sched.log_pattern(str(job_dir / name), stamp)
-        script = render_job(profile, args.job, point, name=name, args=args.args, log=log)
+        script = render_job(profile, args.job, point, name=name, args=job_args, log=log)
         if args.dry_run:
             print(script)
             continue

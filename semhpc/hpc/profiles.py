@@ -104,7 +104,7 @@ PROFILE_SCHEMA: dict[str, dict[str, Field]] = {
         "scratch": Field("str", "", "Fast scratch space, e.g. Lustre (bound into the container)."),
     },
 }
-TOP_LEVEL = ("description", *PROFILE_SCHEMA, "env")
+TOP_LEVEL = ("description", *PROFILE_SCHEMA, "env", "job_defaults")
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,7 @@ class Profile:
     execution: SimpleNamespace
     paths: SimpleNamespace
     env: dict[str, str]  # exported in every job, after semhpc's own settings
+    job_defaults: dict[str, list[str]]  # job kind -> arguments put before the user's (theirs win)
 
 
 def profile_dirs() -> list[Path]:
@@ -157,6 +158,7 @@ def parse_profile(name: str, path: Path, data: dict) -> Profile:
     sections = {section: _section(section, data.get(section) or {}, source) for section in PROFILE_SCHEMA}
     profile = Profile(name=name, path=path, description=str(data.get("description", "")),
                       env=_environment(data.get("env") or {}, source),
+                      job_defaults=_job_defaults(data.get("job_defaults") or {}, source),
                       **{section: SimpleNamespace(**values) for section, values in sections.items()})
     _check_consistency(profile, source)
     return profile
@@ -191,6 +193,22 @@ def _environment(env: dict, source: str) -> dict[str, str]:
             raise SemhpcError(f"{source}: env.{name} = {value!r} must be a string or a number")
         checked[name] = str(value)
         _check_references(f"env.{name}", checked[name], source)
+    return checked
+
+
+def _job_defaults(defaults: dict, source: str) -> dict[str, list[str]]:
+    from semhpc.hpc.resources import JOB_KINDS
+
+    if not isinstance(defaults, dict):
+        raise SemhpcError(f"{source}: 'job_defaults' must be a mapping of job kind: [arguments], "
+                          f"got {type(defaults).__name__}")
+    checked = {}
+    for kind, arguments in defaults.items():
+        if kind not in JOB_KINDS:
+            raise SemhpcError(f"{source}: unknown job kind 'job_defaults.{kind}'{_did_you_mean(str(kind), JOB_KINDS)}")
+        if not isinstance(arguments, list) or not all(isinstance(a, str) for a in arguments):
+            raise SemhpcError(f"{source}: job_defaults.{kind} must be a list of strings (the job's arguments)")
+        checked[kind] = list(arguments)
     return checked
 
 
