@@ -272,6 +272,8 @@ SLURM_SITE, PBS_SITE = "leonardo-booster", "c3hpc"
     (SLURM_SITE, {"scheduler": {"extra_directives": ["#SBATCH --mail-type=END"]}},
      r"extra_directives entry .*no prefix"),
     (SLURM_SITE, {"scheduler": {"extra_directives": ["--time=48:00:00"]}}, r"semhpc writes --time itself"),
+    (SLURM_SITE, {"scheduler": {"extra_directives": ["--mail-type=END --time=48:00:00"]}},
+     r"extra_directives entry .*one option per entry"),
     (SLURM_SITE, {"scheduler": {"extra_directives": ["-p other"]}}, r"semhpc writes --partition itself"),
     (SLURM_SITE, {"scheduler": {"extra_directives": "--mail-type=END"}},
      r"scheduler.extra_directives = .* is not a valid list"),

@@ -24,7 +24,7 @@ from types import SimpleNamespace
 from semhpc.config.loader import _check, _did_you_mean, read_yaml_mapping
 from semhpc.config.schema import Field
 from semhpc.hpc import SHIPPED_DIR, shell
-from semhpc.hpc.resources import parse_walltime
+from semhpc.hpc.resources import JOB_KINDS, parse_walltime
 from semhpc.utils.errors import SemhpcError
 
 SITE_DIR = Path("/etc/semhpc/clusters")
@@ -38,8 +38,8 @@ GPU_BIND = re.compile(r"[A-Za-z0-9_.:,-]+")
 CONSTRAINT = re.compile(r"[A-Za-z0-9_.,&|*\[\]-]+")
 # PBS Pro -l place=arrangement[:sharing][:group=resource].
 PBS_PLACE = re.compile(r"(free|pack|scatter|vscatter)(:(excl|shared|exclhost|group=[A-Za-z0-9_]+))*")
-# One extra directive: an option and its values as plain words (no quotes, `#`, `$`, `;` or newlines).
-DIRECTIVE_LINE = re.compile(r"-{1,2}[A-Za-z][A-Za-z0-9-]*([= ][A-Za-z0-9_.@,+=:/%&|*\[\]-]+)*")
+# One extra directive: one option and its value, plain words (no quotes, `#`, `$`, `;` or newlines).
+DIRECTIVE_LINE = re.compile(r"-{1,2}[A-Za-z][A-Za-z0-9-]*([= ][A-Za-z0-9_.@,+=:/%&|*\[\]-]+)?")
 # Options semhpc writes itself (from the plan and the keys above): an extra directive may not repeat them.
 MANAGED_OPTIONS = {
     "slurm": {"-J": "--job-name", "--job-name": "--job-name", "-N": "--nodes", "--nodes": "--nodes",
@@ -197,8 +197,6 @@ def _environment(env: dict, source: str) -> dict[str, str]:
 
 
 def _job_defaults(defaults: dict, source: str) -> dict[str, list[str]]:
-    from semhpc.hpc.resources import JOB_KINDS
-
     if not isinstance(defaults, dict):
         raise SemhpcError(f"{source}: 'job_defaults' must be a mapping of job kind: [arguments], "
                           f"got {type(defaults).__name__}")
