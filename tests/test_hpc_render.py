@@ -6,6 +6,7 @@ the commands they should. The slow test runs a PBS script's body for real (no PB
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,11 +20,13 @@ from semhpc.commands import submit
 from semhpc.hpc import SHIPPED_DIR
 from semhpc.hpc.profiles import PROFILE_SCHEMA, available_profiles, load_profile, parse_profile
 from semhpc.hpc.render import render_job
-from semhpc.hpc.resources import JOB_KINDS, parse_walltime, plan_resources, scaling_sweep
+from semhpc.hpc.resources import IMAGE_COMPUTE_CAPABILITIES, JOB_KINDS, parse_walltime, plan_resources, scaling_sweep
 from semhpc.utils.errors import SemhpcError
 from semhpc.utils.metrics_log import read_metrics
 
-SHIPPED = ["c3hpc", "galileo", "marconi-a2", "generic-slurm", "local-slurm"]
+SHIPPED = ["c3hpc", "leonardo-booster", "leonardo-dcgp", "galileo100", "generic-slurm", "local-slurm"]
+# The thesis' retired machines, loadable by path only.
+HISTORICAL = [str(SHIPPED_DIR / "clusters" / "historical" / f"{name}.yaml") for name in ("galileo", "marconi-a2")]
 EVIL = ['x"; touch PWNED; "', "$(touch PWNED)", "`touch PWNED`", "a b\nc; touch PWNED", "'", "*", "${HOME}"]
 # This machine as a PBS Pro cluster: one 2-core node, bare metal.
 LOCAL_PBS = {"scheduler": {"type": "pbs"}, "node": {"cores": 2, "cpu_ranks": 2}, "execution": {"mode": "bare-metal"}}
@@ -104,18 +107,20 @@ def option(argv, name):
 
 # --- every profile x every job kind: bash -n and shellcheck ------------------------------------
 
-def test_the_shipped_profiles_are_all_found():
+def test_the_shipped_profiles_are_all_found_and_the_retired_ones_only_by_path():
     assert set(SHIPPED) <= set(available_profiles())
+    assert not {"galileo", "marconi-a2"} & set(available_profiles())
+    assert [load_profile(path).name for path in HISTORICAL] == ["galileo", "marconi-a2"]
 
 
-@pytest.mark.parametrize("cluster", SHIPPED)
+@pytest.mark.parametrize("cluster", SHIPPED + HISTORICAL, ids=lambda cluster: cluster.rpartition("/clusters/")[2])
 def test_every_job_kind_renders_a_script_bash_and_shellcheck_accept(cluster, tmp_path):
     assert shutil.which("shellcheck"), "shellcheck not found: scripts/bootstrap.sh --test installs it"
     profile = load_profile(cluster)
     scripts = {kind: render(profile, kind) for kind in JOB_KINDS}
     full = plan_resources(profile, "bench", nodes=2)
     scripts.update({f"bench-{p.ranks}": render_job(profile, "bench", p, name="sweep", args=[], log="/j/l.log")
-                    for p in scaling_sweep(full)})
+                    for p in scaling_sweep(full, profile.node)})
     for kind, script in scripts.items():
         path = tmp_path / f"{kind}.sh"
         path.write_text(script)
@@ -132,26 +137,74 @@ def directives(script, prefix):
     return [line[len(prefix) + 1:] for line in script.splitlines() if line.startswith(prefix + " ")]
 
 
-def test_galileo_gpu_job_asks_for_all_four_gpus_one_rank_each():
-    lines = directives(render(load_profile("galileo"), nodes=2), "#SBATCH")
-    assert {"--nodes=2", "--ntasks-per-node=4", "--cpus-per-task=4", "--gres=gpu:4", "--time=02:00:00",
-            "--partition=gll_usr_gpuprod", "--account=your_project", "--job-name=semhpc-job",
-            "--output=/jobs/job-%j.log"} <= set(lines)
+def test_leonardo_booster_gpu_job_asks_for_all_four_gpus_one_rank_each_with_the_qos():
+    lines = directives(render(load_profile("leonardo-booster"), nodes=2), "#SBATCH")
+    assert {"--nodes=2", "--ntasks-per-node=4", "--cpus-per-task=8", "--gres=gpu:4", "--mem=480G",
+            "--time=02:00:00", "--partition=boost_usr_prod", "--qos=normal", "--account=your_project",
+            "--job-name=semhpc-job", "--output=/jobs/job-%j.log"} <= set(lines)
 
 
-def test_c3hpc_pbs_select_line_places_two_gpu_ranks_per_node():
-    lines = directives(render(load_profile("c3hpc"), nodes=2), "#PBS")
-    select = next(line for line in lines if line.startswith("-l select="))
-    assert select.startswith("-l select=2:ncpus=24:ngpus=2:mpiprocs=2")
-    assert {"-l walltime=04:00:00", "-q gpu", "-N semhpc-job", "-j oe", "-o /jobs/job-%j.log"} <= set(lines)
+def test_memory_follows_the_gpus_and_cores_a_job_uses_not_the_node():
+    booster = load_profile("leonardo-booster")
+    assert "--mem=120G" in directives(render(booster, gpus_per_node=1), "#SBATCH")
+    assert "--mem=480G" in directives(render(booster, "ingest", args=("a", "b")), "#SBATCH")  # 32 cores x 15
+    sweep = scaling_sweep(plan_resources(booster, "bench", nodes=2), booster.node)
+    assert [(p.ranks, p.memory_gb) for p in sweep] == [(1, 120), (2, 240), (4, 480), (8, 480)]
+    assert "--mem=448G" in directives(render(load_profile("leonardo-dcgp")), "#SBATCH")  # 112 cores x 4
+
+
+def test_pbs_select_line_places_two_gpu_ranks_per_node(tmp_path):
+    newer_gpus = profile_from(tmp_path, "c3hpc", {"node": {"gpu_model": "V100", "gpu_compute_capability": 7.0,
+                                                           "memory_gb_per_gpu": 20}})
+    lines = directives(render(newer_gpus, nodes=2), "#PBS")
+    assert "-l select=2:ncpus=24:ngpus=2:mpiprocs=2:mem=40gb" in lines
+    assert {"-l place=scatter", "-l walltime=04:00:00", "-q gpu", "-N semhpc-job", "-j oe",
+            "-o /jobs/job-%j.log"} <= set(lines)
 
 
 def test_cpu_jobs_use_the_cpu_queue_and_cpu_ranks_without_gpus():
     c3hpc = directives(render(load_profile("c3hpc"), "ingest", args=("src", "out")), "#PBS")
-    assert "-l select=1:ncpus=24:mpiprocs=2:mem=60gb" in c3hpc and "-q cpu" in c3hpc
-    marconi = directives(render(load_profile("marconi-a2")), "#SBATCH")
-    assert {"--ntasks-per-node=4", "--cpus-per-task=17", "--partition=knl_usr_prod"} <= set(marconi)
-    assert not any(line.startswith("--gres") for line in marconi)
+    assert "-l select=1:ncpus=24:mpiprocs=2:mem=48gb" in c3hpc and "-q cpu" in c3hpc
+    dcgp = directives(render(load_profile("leonardo-dcgp")), "#SBATCH")
+    assert {"--ntasks-per-node=8", "--cpus-per-task=14", "--partition=dcgp_usr_prod", "--qos=normal"} <= set(dcgp)
+    assert not any(line.startswith("--gres") for line in dcgp)
+
+
+def test_gpus_older_than_the_image_are_refused_naming_both_and_jobs_default_to_cpu_ranks():
+    c3hpc = load_profile("c3hpc")
+    with pytest.raises(SemhpcError) as error:
+        plan_resources(c3hpc, "train", gpus_per_node=1)
+    message = str(error.value)
+    assert "Tesla K20, compute capability 3.5" in message and "7.0, 7.5, 8.0, 8.6, 9.0" in message
+    default = plan_resources(c3hpc, "train")
+    assert (default.gpus_per_node, default.ranks_per_node, default.queue) == (0, 2, "cpu")
+    assert plan_resources(load_profile("galileo100"), "train").gpus_per_node == 2  # V100 = 7.0: usable
+
+
+def test_the_image_compute_capabilities_are_those_the_dockerfile_builds():
+    dockerfile = (SHIPPED_DIR.parent / "containers" / "Dockerfile").read_text()
+    (built,) = re.findall(r"^ARG CUDA_CC_LIST=([0-9,]+)$", dockerfile, re.MULTILINE)
+    assert tuple(int(cc) / 10 for cc in built.split(",")) == IMAGE_COMPUTE_CAPABILITIES
+
+
+def test_site_directives_for_slurm(tmp_path):
+    profile = profile_from(tmp_path, "leonardo-booster", {"scheduler": {
+        "constraint": "a100&ib", "exclusive": True, "reservation": "s_res", "gpus_per_task": True,
+        "gpu_bind": "closest", "extra_directives": ["--mail-type=END", "--signal=B:USR1@300"]}})
+    lines = directives(render(profile, gpus_per_node=2), "#SBATCH")
+    assert {"--gpus-per-task=1", "--gpu-bind=closest", "--mem=240G", "--constraint=a100&ib", "--exclusive",
+            "--reservation=s_res", "--qos=normal", "--mail-type=END", "--signal=B:USR1@300"} <= set(lines)
+    assert not any(line.startswith("--gres") for line in lines)
+    lines = directives(render(profile, qos="boost_qos_dbg", reservation=""), "#SBATCH")
+    assert "--qos=boost_qos_dbg" in lines and not any(line.startswith("--reservation") for line in lines)
+
+
+def test_site_directives_for_pbs(tmp_path):
+    profile = profile_from(tmp_path, "c3hpc", {"scheduler": {"place": "pack", "exclusive": True,
+                                                             "extra_directives": ["-W group_list=sem", "-m abe"]}})
+    lines = directives(render(profile, reservation="R123.pbs"), "#PBS")
+    assert {"-l place=pack:excl", "-q R123.pbs", "-W group_list=sem", "-m abe"} <= set(lines)
+    assert "-q cpu" not in lines
 
 
 @pytest.mark.parametrize("given, clock", [("90m", "01:30:00"), ("1-12:00:00", "36:00:00"), ("2d", "48:00:00"),
@@ -162,55 +215,91 @@ def test_walltimes_are_written_as_hours_minutes_seconds_for_both_schedulers(give
 
 
 def test_impossible_requests_are_one_line_errors():
-    galileo = load_profile("galileo")
+    booster = load_profile("leonardo-booster")
     with pytest.raises(SemhpcError, match="at most 24:00:00"):
-        plan_resources(galileo, "train", walltime="25:00:00")
-    with pytest.raises(SemhpcError, match="galileo nodes have 4 GPU"):
-        plan_resources(galileo, "train", gpus_per_node=8)
+        plan_resources(booster, "train", walltime="25:00:00")
+    with pytest.raises(SemhpcError, match="leonardo-booster nodes have 4 GPU"):
+        plan_resources(booster, "train", gpus_per_node=8)
     with pytest.raises(SemhpcError, match="jupyter job runs on one node"):
-        plan_resources(galileo, "jupyter", nodes=2)
+        plan_resources(booster, "jupyter", nodes=2)
     with pytest.raises(SemhpcError, match="walltime must look like"):
         parse_walltime("1:75:00", "--walltime")
 
 
 def test_bench_sweep_doubles_ranks_on_one_node_then_nodes():
-    full = plan_resources(load_profile("galileo"), "bench", nodes=4)
-    sweep = [(p.nodes, p.ranks_per_node, p.gpus_per_node, p.cores_per_rank) for p in scaling_sweep(full)]
-    assert sweep == [(1, 1, 1, 4), (1, 2, 2, 4), (1, 4, 4, 4), (2, 4, 4, 4), (4, 4, 4, 4)]
+    booster = load_profile("leonardo-booster")
+    full = plan_resources(booster, "bench", nodes=4)
+    sweep = [(p.nodes, p.ranks_per_node, p.gpus_per_node, p.cores_per_rank)
+             for p in scaling_sweep(full, booster.node)]
+    assert sweep == [(1, 1, 1, 8), (1, 2, 2, 8), (1, 4, 4, 8), (2, 4, 4, 8), (4, 4, 4, 8)]
 
 
 # --- profiles: discovery and validation -----------------------------------------------------------
 
 def test_semhpc_clusters_folder_overrides_a_shipped_profile(tmp_path, monkeypatch):
-    data = yaml.safe_load((SHIPPED_DIR / "clusters" / "galileo.yaml").read_text())
+    data = yaml.safe_load((SHIPPED_DIR / "clusters" / "leonardo-booster.yaml").read_text())
     data["scheduler"]["account"] = "my_project"
-    (tmp_path / "galileo.yaml").write_text(yaml.safe_dump(data))
+    (tmp_path / "leonardo-booster.yaml").write_text(yaml.safe_dump(data))
     monkeypatch.setenv("SEMHPC_CLUSTERS", str(tmp_path))
-    assert available_profiles()["galileo"] == tmp_path / "galileo.yaml"
-    assert "#SBATCH --account=my_project" in render(load_profile("galileo")).splitlines()
+    assert available_profiles()["leonardo-booster"] == tmp_path / "leonardo-booster.yaml"
+    assert "#SBATCH --account=my_project" in render(load_profile("leonardo-booster")).splitlines()
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"node": {"gpu": 2}}, r"unknown key 'node.gpu'; did you mean 'node.gpus'\?"),
-    ({"cluster": "x"}, r"unknown key 'cluster'"),
-    ({"scheduler": {"type": "lsf"}}, r"scheduler.type = 'lsf' must be one of: slurm, pbs"),
-    ({"scheduler": {"cpu_queue": "x; rm -rf ~"}}, r"scheduler.cpu_queue = 'x; rm -rf ~' may only hold"),
-    ({"env": {"EVIL": "$(touch PWNED)"}}, r"env.EVIL = .*only \$\{NAME\} references"),
-    ({"env": {"BAD NAME": "1"}}, r"env name 'BAD NAME' is not a valid"),
-    ({"execution": {"image": ""}}, r"execution.image is required when execution.mode is container"),
-    ({"paths": {"data": "/a,b"}}, r"paths.data = '/a,b': a container bind path cannot hold"),
+SLURM_SITE, PBS_SITE = "leonardo-booster", "c3hpc"
+
+
+@pytest.mark.parametrize("base, changes, message", [
+    (SLURM_SITE, {"node": {"gpu": 2}}, r"unknown key 'node.gpu'; did you mean 'node.gpus'\?"),
+    (SLURM_SITE, {"cluster": "x"}, r"unknown key 'cluster'"),
+    (SLURM_SITE, {"scheduler": {"type": "lsf"}}, r"scheduler.type = 'lsf' must be one of: slurm, pbs"),
+    (SLURM_SITE, {"scheduler": {"cpu_queue": "x; rm -rf ~"}}, r"scheduler.cpu_queue = 'x; rm -rf ~' may only hold"),
+    (SLURM_SITE, {"env": {"EVIL": "$(touch PWNED)"}}, r"env.EVIL = .*only \$\{NAME\} references"),
+    (SLURM_SITE, {"env": {"BAD NAME": "1"}}, r"env name 'BAD NAME' is not a valid"),
+    (SLURM_SITE, {"execution": {"image": ""}}, r"execution.image is required when execution.mode is container"),
+    (SLURM_SITE, {"paths": {"data": "/a,b"}}, r"paths.data = '/a,b': a container bind path cannot hold"),
+    (SLURM_SITE, {"scheduler": {"qos": "normal; rm"}}, r"scheduler.qos = 'normal; rm' may only hold"),
+    (SLURM_SITE, {"scheduler": {"reservation": "a b"}}, r"scheduler.reservation = 'a b' may only hold"),
+    (SLURM_SITE, {"scheduler": {"constraint": "a100$(id)"}},
+     r"scheduler.constraint = .* may only hold feature names"),
+    (SLURM_SITE, {"scheduler": {"gpu_bind": "closest;x"}}, r"scheduler.gpu_bind = .* may only hold"),
+    (SLURM_SITE, {"scheduler": {"exclusive": "yes"}}, r"scheduler.exclusive = 'yes' is not a valid bool"),
+    (SLURM_SITE, {"scheduler": {"place": "pack"}},
+     r"scheduler.place is a PBS Pro setting; this profile's scheduler.type is slurm"),
+    (SLURM_SITE, {"scheduler": {"extra_directives": ["--mail-type=END; touch PWNED"]}},
+     r"extra_directives entry .*one option"),
+    (SLURM_SITE, {"scheduler": {"extra_directives": ["--mail-type=END\n--x"]}},
+     r"extra_directives entry .*one option"),
+    (SLURM_SITE, {"scheduler": {"extra_directives": ["#SBATCH --mail-type=END"]}},
+     r"extra_directives entry .*no prefix"),
+    (SLURM_SITE, {"scheduler": {"extra_directives": ["--time=48:00:00"]}}, r"semhpc writes --time itself"),
+    (SLURM_SITE, {"scheduler": {"extra_directives": ["--mail-type=END --time=48:00:00"]}},
+     r"extra_directives entry .*one option per entry"),
+    (SLURM_SITE, {"scheduler": {"extra_directives": ["-p other"]}}, r"semhpc writes --partition itself"),
+    (SLURM_SITE, {"scheduler": {"extra_directives": "--mail-type=END"}},
+     r"scheduler.extra_directives = .* is not a valid list"),
+    (SLURM_SITE, {"node": {"gpu_compute_capability": None}},
+     r"node.gpu_compute_capability is required when node.gpus > 0"),
+    (SLURM_SITE, {"node": {"gpus": 0, "gpu_compute_capability": 0.0}}, r"node.memory_gb_per_gpu needs node.gpus > 0"),
+    (SLURM_SITE, {"job_defaults": {"trian": []}}, r"unknown job kind 'job_defaults.trian'; did you mean 'train'"),
+    (SLURM_SITE, {"job_defaults": {"train": "--set x=1"}}, r"job_defaults.train must be a list of strings"),
+    (PBS_SITE, {"scheduler": {"qos": "normal"}},
+     r"scheduler.qos is a Slurm setting; this profile's scheduler.type is pbs"),
+    (PBS_SITE, {"scheduler": {"gpus_per_task": True}}, r"scheduler.gpus_per_task is a Slurm setting"),
+    (PBS_SITE, {"scheduler": {"place": "everywhere"}}, r"scheduler.place = 'everywhere' must be free, pack, scatter"),
+    (PBS_SITE, {"scheduler": {"extra_directives": ["-l select=4:ncpus=8"]}}, r"semhpc writes -l select itself"),
+    (PBS_SITE, {"scheduler": {"extra_directives": ["-l place=pack"]}}, r"semhpc writes scheduler.place itself"),
 ])
-def test_profile_mistakes_are_one_line_errors_naming_file_and_key(tmp_path, changes, message):
+def test_profile_mistakes_are_one_line_errors_naming_file_and_key(tmp_path, base, changes, message):
     with pytest.raises(SemhpcError, match=message) as error:
-        profile_from(tmp_path, "galileo", changes)
+        profile_from(tmp_path, base, changes)
     assert str(error.value).startswith(str(tmp_path / "test-site.yaml")) and "\n" not in str(error.value)
 
 
 def test_missing_required_key_and_unknown_cluster(tmp_path):
     with pytest.raises(SemhpcError, match="missing required key 'node.cores'"):
         parse_profile("x", tmp_path / "x.yaml", {"scheduler": {"type": "slurm"}, "execution": {"mode": "bare-metal"}})
-    with pytest.raises(SemhpcError, match="unknown cluster 'galilei'; did you mean 'galileo'"):
-        load_profile("galilei")
+    with pytest.raises(SemhpcError, match="unknown cluster 'leonardo-boost'; did you mean 'leonardo-booster'"):
+        load_profile("leonardo-boost")
 
 
 # --- script bodies with stub tools ------------------------------------------------------------------
@@ -219,6 +308,7 @@ def test_pbs_container_job_runs_singularity_ranks_under_the_host_mpirun(tmp_path
     image = tmp_path / "semhpc.sif"
     image.write_text("")
     profile = profile_from(tmp_path, "c3hpc", {"execution": {"image": str(image)},
+                                               "node": {"gpu_compute_capability": 7.0},
                                                "paths": {"data": str(tmp_path / "data"),
                                                          "scratch": "${SCRATCH_ROOT}/sem"}})
     script = render(profile, nodes=2)
@@ -238,15 +328,17 @@ def test_pbs_container_job_runs_singularity_ranks_under_the_host_mpirun(tmp_path
 def test_slurm_srun_job_starts_container_ranks_with_pmix_and_the_launcher_settings(tmp_path):
     (tmp_path / "semhpc").mkdir()
     (tmp_path / "semhpc" / "semhpc-0.1.0-cuda.sif").write_text("")
-    script = render(load_profile("galileo"), nodes=2, gpus_per_node=2)
+    script = render(load_profile("leonardo-booster"), nodes=2, gpus_per_node=2)
     calls, _ = run_body(script, tmp_path, slurm_env(tmp_path, "node[1-2]", 2),
                         {"srun": "", "module": "", "singularity": "", "scontrol": "node1\nnode2\n"},
-                        {"CINECA_SCRATCH": str(tmp_path), "WORK": "/work/u"})
+                        {"SCRATCH": "/scratch/u", "WORK": str(tmp_path)})
+    assert call_of(calls, "module")[0] == ["module", "load", "openmpi/4.1.6--gcc--12.2.0"]
     argv, env = call_of(calls, "srun")
-    assert argv[1:8] == ["--mpi=pmix", "--nodes=2", "--ntasks=4", "--ntasks-per-node=2", "--cpus-per-task=8",
+    assert argv[1:8] == ["--mpi=pmix", "--nodes=2", "--ntasks=4", "--ntasks-per-node=2", "--cpus-per-task=16",
                          "--cpu-bind=cores", "singularity"]
     assert argv[8:11] == ["exec", "--nv", "--bind"] and argv[-5:] == ["-m", "semhpc", "train", "--config", "run.yaml"]
-    assert (env["OMP_NUM_THREADS"], env["HOROVOD_CYCLE_TIME"], env["OMPI_MCA_mpi_yield_when_idle"]) == ("8", "5", "1")
+    assert "/scratch/u" in argv and str(tmp_path / "sem-data") in argv
+    assert (env["OMP_NUM_THREADS"], env["HOROVOD_CYCLE_TIME"], env["OMPI_MCA_mpi_yield_when_idle"]) == ("16", "5", "1")
 
 
 def test_bare_metal_knl_job_loads_modules_activates_the_venv_and_pins_threads(tmp_path):
@@ -254,7 +346,7 @@ def test_bare_metal_knl_job_loads_modules_activates_the_venv_and_pins_threads(tm
     venv.mkdir(parents=True)
     (venv / "activate").write_text("export VIRTUAL_ENV=activated\n")
     (venv / "python").symlink_to(sys.executable)
-    calls, _ = run_body(render(load_profile("marconi-a2")), tmp_path, slurm_env(tmp_path, "knl7", 4),
+    calls, _ = run_body(render(load_profile(HISTORICAL[1])), tmp_path, slurm_env(tmp_path, "knl7", 4),
                         {"mpirun": "", "module": "", "scontrol": "knl7\n"},
                         {"HOME": str(tmp_path / "home"), "WORK": "/w", "CINECA_SCRATCH": "/s"})
     assert call_of(calls, "module")[0] == ["module", "load", "python/3.11", "openmpi/4.1"]
@@ -333,6 +425,40 @@ def test_dry_run_prints_the_script_and_submits_nothing(submit_here, capsys):
     assert not calls.exists() and not (work / "semhpc-jobs").exists()
 
 
+def test_submit_qos_and_reservation_override_the_profile_and_pbs_refuses_a_qos(submit_here, capsys):
+    assert cli.main(["submit", "--cluster", "leonardo-booster", "--job", "train", "--qos", "boost_qos_dbg",
+                     "--reservation", "s_res", "--walltime", "30m", "--dry-run"]) == 0
+    lines = directives(capsys.readouterr().out, "#SBATCH")
+    assert {"--qos=boost_qos_dbg", "--reservation=s_res", "--time=00:30:00"} <= set(lines)
+    assert "--qos=normal" not in lines
+    assert cli.main(["submit", "--cluster", "c3hpc", "--job", "train", "--qos", "debug", "--dry-run"]) == 2
+    assert "c3hpc runs pbs, which has no QOS" in capsys.readouterr().err
+    assert cli.main(["submit", "--cluster", "leonardo-booster", "--job", "train", "--qos", "a;b", "--dry-run"]) == 2
+    assert "--qos 'a;b': may only hold" in capsys.readouterr().err
+
+
+def test_leonardo_dcgp_trains_in_bfloat16_with_8_ranks_of_14_cores_unless_told_otherwise(submit_here, capsys):
+    assert cli.main(["submit", "--cluster", "leonardo-dcgp", "--job", "train", "--dry-run", "--",
+                     "--config", "c.yaml"]) == 0
+    script = capsys.readouterr().out
+    assert "SEMHPC_ARGS=(train --set train.precision=mixed --config c.yaml)" in script.splitlines()
+    assert {"--ntasks-per-node=8", "--cpus-per-task=14"} <= set(directives(script, "#SBATCH"))
+    assert "OMP_NUM_THREADS=14" in script
+    assert cli.main(["submit", "--cluster", "leonardo-dcgp", "--job", "train", "--dry-run", "--",
+                     "--set", "train.precision=fp32"]) == 0  # the user's --set comes later, so it wins
+    assert "SEMHPC_ARGS=(train --set train.precision=mixed --set train.precision=fp32)" in capsys.readouterr().out
+
+
+def test_a_profiles_default_job_arguments_are_checked_before_anything_is_queued(submit_here, capsys):
+    work, calls = submit_here
+    data = yaml.safe_load((SHIPPED_DIR / "clusters" / "local-slurm.yaml").read_text())
+    data["job_defaults"] = {"train": ["--no-such-option"]}
+    (work / "site.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(SystemExit):
+        cli.main(["submit", "--cluster", str(work / "site.yaml"), "--job", "train", "--", "--config", "c.yaml"])
+    assert "--no-such-option" in capsys.readouterr().err and not calls.exists()
+
+
 def test_submit_records_the_job_and_jobs_and_cancel_use_the_record(submit_here, capsys):
     work, calls = submit_here
     assert cli.main(["submit", "--cluster", "local-slurm", "--job", "train", "--walltime", "10m", "--",
@@ -394,6 +520,23 @@ def test_pbs_script_body_without_pbs_server_launches_2_rank_training(tmp_path):
     records = read_metrics(tmp_path / "submitdir" / "run" / "metrics.jsonl")
     assert [r["ranks"] for r in records if r["kind"] == "start"] == [2]
     assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [1]
+
+
+@pytest.mark.parametrize("inventory", ["c3hpc", "cineca"])
+def test_the_ansible_inventories_install_valid_profiles_with_the_sites_module_names(inventory, tmp_path):
+    path = SHIPPED_DIR.parent / "ansible" / "inventories" / inventory / "group_vars" / "all.yml"
+    for name, data in yaml.safe_load(path.read_text())["semhpc_site_profiles"].items():
+        profile = parse_profile(name, path, data)
+        assert not [m for m in profile.execution.modules if "--gnu--" in m]  # CINECA spells the compiler gcc
+        assert profile.scheduler.type != "slurm" or profile.scheduler.login_host
+
+
+def test_current_site_profiles_name_their_login_host_and_cite_their_sources():
+    for name in ("leonardo-booster", "leonardo-dcgp", "galileo100"):
+        profile = load_profile(name)
+        text = profile.path.read_text()
+        assert profile.scheduler.login_host.endswith(".cineca.it") and "https://docs.hpc.cineca.it/" in text
+        assert "read on 2026-12-06" in text or "read 2026-12-06" in text
 
 
 def test_every_profile_key_is_documented_in_the_hpc_readme():

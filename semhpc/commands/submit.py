@@ -24,6 +24,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--walltime", help="e.g. 02:30:00, 1-12:00:00, 90m, 12h (default: the profile's)")
     parser.add_argument("--name", help="job name (default semhpc-KIND)")
     parser.add_argument("--queue", help="partition (Slurm) or queue (PBS) instead of the profile's")
+    parser.add_argument("--qos", help="Slurm QOS instead of the profile's scheduler.qos (e.g. a debug QOS); "
+                                      "'' for none")
+    parser.add_argument("--reservation", help="reservation to run in instead of the profile's (Slurm "
+                                              "--reservation; PBS: the reservation's queue)")
     parser.add_argument("--job-dir", default=JOB_DIR,
                         help=f"where job scripts and logs go (default ./{JOB_DIR})")
     parser.add_argument("--dry-run", action="store_true", help="print the job script(s), submit nothing")
@@ -42,19 +46,25 @@ def main(args) -> int:
     from semhpc.hpc.resources import plan_resources
     from semhpc.utils.errors import SemhpcError
 
-    if args.queue is not None and not DIRECTIVE_WORD.fullmatch(args.queue):
-        raise SemhpcError(f"--queue {args.queue!r}: may only hold letters, digits and . _ - + @ ,")
+    for option in ("queue", "qos", "reservation"):
+        value = getattr(args, option)
+        if value and not DIRECTIVE_WORD.fullmatch(value):
+            raise SemhpcError(f"--{option} {value!r}: may only hold letters, digits and . _ - + @ ,")
     profile = load_profile(args.cluster)
+    if args.qos and profile.scheduler.type != "slurm":
+        raise SemhpcError(f"--qos {args.qos}: {profile.name} runs {profile.scheduler.type}, which has no QOS; "
+                          "use --queue")
     plan = plan_resources(profile, args.job, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
-                          walltime=args.walltime, queue=args.queue)
-    check_job_arguments(args.job, args.args)
+                          walltime=args.walltime, queue=args.queue, qos=args.qos, reservation=args.reservation)
+    job_args = [*profile.job_defaults.get(args.job, []), *args.args]  # the user's arguments come last and win
+    check_job_arguments(args.job, job_args)
     sched = scheduler.for_profile(profile)
     job_dir = Path(args.job_dir).resolve()
     stamp = f"{datetime.datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}"  # unique per submit
     previous = None
-    for name, point in job_points(args.job, args.name or f"semhpc-{args.job}", plan):
+    for name, point in job_points(args.job, args.name or f"semhpc-{args.job}", plan, profile.node):
         log = sched.log_pattern(str(job_dir / name), stamp)
-        script = render_job(profile, args.job, point, name=name, args=args.args, log=log)
+        script = render_job(profile, args.job, point, name=name, args=job_args, log=log)
         if args.dry_run:
             print(script)
             continue
@@ -86,13 +96,13 @@ def submit_script(sched, profile, kind: str, name: str, plan, script: str, path,
     return job_id
 
 
-def job_points(kind: str, name: str, plan) -> list[tuple[str, object]]:
+def job_points(kind: str, name: str, plan, node) -> list[tuple[str, object]]:
     """(job name, plan) of each job to submit: the sweep's points for bench, else the one job."""
     from semhpc.hpc.resources import scaling_sweep
 
     if kind != "bench":
         return [(name, plan)]
-    return [(f"{name}-{point.ranks}r", point) for point in scaling_sweep(plan)]
+    return [(f"{name}-{point.ranks}r", point) for point in scaling_sweep(plan, node)]
 
 
 def check_job_arguments(kind: str, argv: list[str]) -> None:

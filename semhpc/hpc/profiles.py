@@ -24,7 +24,7 @@ from types import SimpleNamespace
 from semhpc.config.loader import _check, _did_you_mean, read_yaml_mapping
 from semhpc.config.schema import Field
 from semhpc.hpc import SHIPPED_DIR, shell
-from semhpc.hpc.resources import parse_walltime
+from semhpc.hpc.resources import JOB_KINDS, parse_walltime
 from semhpc.utils.errors import SemhpcError
 
 SITE_DIR = Path("/etc/semhpc/clusters")
@@ -32,6 +32,27 @@ REQUIRED = None  # a Field default of None marks a key every profile must set
 
 # Values that end up unquoted in #SBATCH / #PBS directives: no spaces, quotes or shell syntax.
 DIRECTIVE_WORD = re.compile(r"[A-Za-z0-9_.@,+-]+")
+# Slurm --gpu-bind values: closest, none, single:1, map_gpu:0,1 ...
+GPU_BIND = re.compile(r"[A-Za-z0-9_.:,-]+")
+# Slurm --constraint: feature names joined by & (and), | (or), , and [..] groups, * counts.
+CONSTRAINT = re.compile(r"[A-Za-z0-9_.,&|*\[\]-]+")
+# PBS Pro -l place=arrangement[:sharing][:group=resource].
+PBS_PLACE = re.compile(r"(free|pack|scatter|vscatter)(:(excl|shared|exclhost|group=[A-Za-z0-9_]+))*")
+# One extra directive: one option and its value, plain words (no quotes, `#`, `$`, `;` or newlines).
+DIRECTIVE_LINE = re.compile(r"-{1,2}[A-Za-z][A-Za-z0-9-]*([= ][A-Za-z0-9_.@,+=:/%&|*\[\]-]+)?")
+# Options semhpc writes itself (from the plan and the keys above): an extra directive may not repeat them.
+MANAGED_OPTIONS = {
+    "slurm": {"-J": "--job-name", "--job-name": "--job-name", "-N": "--nodes", "--nodes": "--nodes",
+              "--ntasks-per-node": "--ntasks-per-node", "-c": "--cpus-per-task", "--cpus-per-task": "--cpus-per-task",
+              "--gres": "--gres", "--mem": "--mem", "--mem-per-cpu": "--mem", "--mem-per-gpu": "--mem",
+              "-t": "--time", "--time": "--time", "-p": "--partition", "--partition": "--partition",
+              "-A": "--account", "--account": "--account", "-o": "--output", "--output": "--output",
+              "-q": "--qos", "--qos": "--qos", "-C": "--constraint", "--constraint": "--constraint",
+              "--exclusive": "--exclusive", "--reservation": "--reservation", "--gpus-per-task": "--gpus-per-task",
+              "--gpu-bind": "--gpu-bind"},
+    "pbs": {"-N": "-N", "-q": "-q", "-A": "-A", "-j": "-j", "-k": "-k", "-o": "-o", "-e": "-o",
+            "-l select": "-l select", "-l walltime": "-l walltime", "-l place": "scheduler.place"},
+}
 # Profile names (file names) appear in job scripts' comments and in `semhpc jobs`.
 PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -44,11 +65,29 @@ PROFILE_SCHEMA: dict[str, dict[str, Field]] = {
         "default_walltime": Field("str", "01:00:00", "Walltime when --walltime is not given (HH:MM:SS)."),
         "max_walltime": Field("str", "", "Longest walltime the queues allow (HH:MM:SS); empty: no check."),
         "login_host": Field("str", "", "Host for the Jupyter `ssh -L` tunnel; empty: the submit host."),
+        "qos": Field("str", "", "Slurm QOS for every job (--qos); `semhpc submit --qos` overrides; empty: none."),
+        "reservation": Field("str", "", "Reservation to run in (Slurm --reservation; PBS: the reservation's queue)."),
+        "constraint": Field("str", "", "Slurm node features the job needs (--constraint), e.g. a100&ib."),
+        "exclusive": Field("bool", False, "Whole nodes, shared with no other job (Slurm --exclusive; PBS place :excl)."),
+        "gpus_per_task": Field("bool", False, "Slurm: ask --gpus-per-task=1 (one GPU bound to each rank) instead of "
+                                              "--gres=gpu:G per node."),
+        "gpu_bind": Field("str", "", "Slurm --gpu-bind value, e.g. closest or single:1; empty: Slurm's default."),
+        "place": Field("str", "scatter", "PBS -l place: free, pack, scatter or vscatter, optionally :excl, :shared, "
+                                         ":exclhost or :group=RESOURCE."),
+        "extra_directives": Field("list[str]", [], "More directive lines the site requires, without the #SBATCH/#PBS "
+                                                    "prefix, one option each (e.g. --mail-type=END, -W group_list=x)."),
     },
     "node": {
         "cores": Field("int", REQUIRED, "Physical cores per node.", minimum=1),
         "gpus": Field("int", 0, "GPUs per GPU node (one Horovod rank per GPU).", minimum=0),
-        "memory_gb": Field("int", 0, "Memory to request per node in GB; 0: the scheduler's default.", minimum=0),
+        "gpu_model": Field("str", "", "GPU model, for messages (e.g. A100 64GB)."),
+        "gpu_compute_capability": Field("float", 0.0, "CUDA compute capability of the GPUs (e.g. 8.0 for A100); "
+                                                      "required when node.gpus > 0.", minimum=0.0),
+        "memory_gb": Field("int", 0, "Memory to request per node in GB when no per-GPU/per-core rule applies; "
+                                     "0: the scheduler's default.", minimum=0),
+        "memory_gb_per_gpu": Field("int", 0, "Memory per GPU a job uses, in GB (GPU jobs ask GPUs x this).", minimum=0),
+        "memory_gb_per_core": Field("int", 0, "Memory per core a job uses, in GB (CPU jobs ask cores x this).",
+                                    minimum=0),
         "cpu_ranks": Field("int", 1, "Ranks per node in CPU jobs: one per socket or per core group.", minimum=1),
     },
     "execution": {
@@ -65,7 +104,7 @@ PROFILE_SCHEMA: dict[str, dict[str, Field]] = {
         "scratch": Field("str", "", "Fast scratch space, e.g. Lustre (bound into the container)."),
     },
 }
-TOP_LEVEL = ("description", *PROFILE_SCHEMA, "env")
+TOP_LEVEL = ("description", *PROFILE_SCHEMA, "env", "job_defaults")
 
 
 @dataclass(frozen=True)
@@ -78,6 +117,7 @@ class Profile:
     execution: SimpleNamespace
     paths: SimpleNamespace
     env: dict[str, str]  # exported in every job, after semhpc's own settings
+    job_defaults: dict[str, list[str]]  # job kind -> arguments put before the user's (theirs win)
 
 
 def profile_dirs() -> list[Path]:
@@ -87,7 +127,7 @@ def profile_dirs() -> list[Path]:
 
 
 def available_profiles() -> dict[str, Path]:
-    """Profile name -> file, after precedence (a user's galileo.yaml hides the shipped one)."""
+    """Profile name -> file, after precedence (a user's leonardo-booster.yaml hides the shipped one)."""
     found: dict[str, Path] = {}
     for folder in profile_dirs():
         for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
@@ -118,6 +158,7 @@ def parse_profile(name: str, path: Path, data: dict) -> Profile:
     sections = {section: _section(section, data.get(section) or {}, source) for section in PROFILE_SCHEMA}
     profile = Profile(name=name, path=path, description=str(data.get("description", "")),
                       env=_environment(data.get("env") or {}, source),
+                      job_defaults=_job_defaults(data.get("job_defaults") or {}, source),
                       **{section: SimpleNamespace(**values) for section, values in sections.items()})
     _check_consistency(profile, source)
     return profile
@@ -155,13 +196,49 @@ def _environment(env: dict, source: str) -> dict[str, str]:
     return checked
 
 
+def _job_defaults(defaults: dict, source: str) -> dict[str, list[str]]:
+    if not isinstance(defaults, dict):
+        raise SemhpcError(f"{source}: 'job_defaults' must be a mapping of job kind: [arguments], "
+                          f"got {type(defaults).__name__}")
+    checked = {}
+    for kind, arguments in defaults.items():
+        if kind not in JOB_KINDS:
+            raise SemhpcError(f"{source}: unknown job kind 'job_defaults.{kind}'{_did_you_mean(str(kind), JOB_KINDS)}")
+        if not isinstance(arguments, list) or not all(isinstance(a, str) for a in arguments):
+            raise SemhpcError(f"{source}: job_defaults.{kind} must be a list of strings (the job's arguments)")
+        checked[kind] = list(arguments)
+    return checked
+
+
 def _check_consistency(profile: Profile, source: str) -> None:
     """Rules between keys, and values that reach directives or the shell."""
-    sched, execution = profile.scheduler, profile.execution
-    for key in ("account", "cpu_queue", "gpu_queue", "login_host"):
+    sched, execution, node = profile.scheduler, profile.execution, profile.node
+    for key in ("account", "cpu_queue", "gpu_queue", "login_host", "qos", "reservation"):
         value = getattr(sched, key)
         if value and not DIRECTIVE_WORD.fullmatch(value):
             raise SemhpcError(f"{source}: scheduler.{key} = {value!r} may only hold letters, digits and . _ - + @ ,")
+    if sched.gpu_bind and not GPU_BIND.fullmatch(sched.gpu_bind):
+        raise SemhpcError(f"{source}: scheduler.gpu_bind = {sched.gpu_bind!r} may only hold letters, digits and "
+                          ". _ - : ,")
+    if sched.constraint and not CONSTRAINT.fullmatch(sched.constraint):
+        raise SemhpcError(f"{source}: scheduler.constraint = {sched.constraint!r} may only hold feature names "
+                          "joined by & | , * and [ ]")
+    if not PBS_PLACE.fullmatch(sched.place):
+        raise SemhpcError(f"{source}: scheduler.place = {sched.place!r} must be free, pack, scatter or vscatter, "
+                          "optionally followed by :excl, :shared, :exclhost or :group=RESOURCE")
+    only = {"Slurm": ("slurm", ("qos", "constraint", "gpus_per_task", "gpu_bind")), "PBS Pro": ("pbs", ("place",))}
+    for scheduler_name, (scheduler_type, keys) in only.items():
+        for key in keys if sched.type != scheduler_type else ():
+            if getattr(sched, key) != PROFILE_SCHEMA["scheduler"][key].default:
+                raise SemhpcError(f"{source}: scheduler.{key} is a {scheduler_name} setting; this profile's "
+                                  f"scheduler.type is {sched.type}")
+    for line in sched.extra_directives:
+        _check_extra_directive(line, sched.type, source)
+    if node.gpus and not node.gpu_compute_capability:
+        raise SemhpcError(f"{source}: node.gpu_compute_capability is required when node.gpus > 0 "
+                          "(e.g. 8.0 for A100, 7.0 for V100; semhpc refuses GPUs its image cannot use)")
+    if node.memory_gb_per_gpu and not node.gpus:
+        raise SemhpcError(f"{source}: node.memory_gb_per_gpu needs node.gpus > 0")
     for key in ("default_walltime", "max_walltime"):
         if getattr(sched, key):
             parse_walltime(getattr(sched, key), f"{source}: scheduler.{key}")
@@ -180,6 +257,20 @@ def _check_consistency(profile: Profile, source: str) -> None:
         _check_references(f"paths.{key}", value, source)
         if execution.mode == "container" and any(sep in value for sep in ",:"):
             raise SemhpcError(f"{source}: paths.{key} = {value!r}: a container bind path cannot hold ',' or ':'")
+
+
+def _check_extra_directive(line: str, scheduler_type: str, source: str) -> None:
+    """One option per line, plain words only, and none that semhpc writes itself."""
+    key = f"scheduler.extra_directives entry {line!r}"
+    if not DIRECTIVE_LINE.fullmatch(line):
+        raise SemhpcError(f"{source}: {key}: one option per entry, e.g. --mail-type=END or -W group_list=x; "
+                          "no prefix, quotes, `#`, `$`, `;` or line breaks")
+    option = re.split(r"[= ]", line, maxsplit=1)[0]
+    resource = re.match(r"-l (select|walltime|place)\b", line)
+    managed = MANAGED_OPTIONS[scheduler_type].get(f"-l {resource.group(1)}" if resource else option)
+    if managed:
+        raise SemhpcError(f"{source}: {key}: semhpc writes {managed} itself (from the job and the profile's "
+                          "scheduler/node keys); set it there")
 
 
 def _check_references(key: str, value: str, source: str) -> None:

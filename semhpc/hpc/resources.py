@@ -5,6 +5,10 @@ The mapping (hpc/README.md, "Resources and ranks"):
 - CPU jobs: `node.cpu_ranks` ranks per node (one per socket, or per core group on a KNL), each
   bound to cores // cpu_ranks cores with as many OpenMP/intra-op threads.
 - Single-process jobs (jupyter): one rank with the whole node.
+Memory follows the job, not the node: GPU jobs ask GPUs x `node.memory_gb_per_gpu`, CPU jobs cores x
+`node.memory_gb_per_core`, else `node.memory_gb` per node.
+GPUs older than the image's CUDA build (IMAGE_COMPUTE_CAPABILITIES) are never asked for: by default
+such a profile's jobs run on CPU ranks, and an explicit GPU request is refused before anything is queued.
 """
 
 from __future__ import annotations
@@ -13,6 +17,17 @@ import re
 from dataclasses import dataclass, replace
 
 from semhpc.utils.errors import SemhpcError
+
+
+# CUDA compute capabilities the semhpc cuda image is built for: containers/Dockerfile's CUDA_CC_LIST
+# (Horovod's NCCL kernels; TensorFlow 2.15's CUDA 12 build has no kernels for 3.x-6.x GPUs worth
+# running). tests/test_hpc_render.py checks that the two lists agree.
+IMAGE_COMPUTE_CAPABILITIES = (7.0, 7.5, 8.0, 8.6, 9.0)
+
+
+def gpus_usable(node) -> bool:
+    """True when the node's GPUs are at least the oldest compute capability the image is built for."""
+    return node.gpus > 0 and node.gpu_compute_capability >= min(IMAGE_COMPUTE_CAPABILITIES)
 
 
 @dataclass(frozen=True)
@@ -40,6 +55,9 @@ class ResourcePlan:
     gpus_per_node: int
     walltime: str  # HH:MM:SS, hours may exceed 24
     queue: str     # "" = the scheduler's default
+    qos: str = ""          # Slurm QOS; "" = none asked
+    reservation: str = ""  # "" = none
+    memory_gb: int = 0     # per node; 0 = the scheduler's default
 
     @property
     def ranks(self) -> int:
@@ -51,7 +69,8 @@ class ResourcePlan:
 
 
 def plan_resources(profile, kind: str, *, nodes: int | None = None, gpus_per_node: int | None = None,
-                   walltime: str | None = None, queue: str | None = None) -> ResourcePlan:
+                   walltime: str | None = None, queue: str | None = None, qos: str | None = None,
+                   reservation: str | None = None) -> ResourcePlan:
     """The resources of one job of `kind` on `profile`'s nodes; raises on impossible requests."""
     job, node, sched = JOB_KINDS[kind], profile.node, profile.scheduler
     nodes = 1 if nodes is None else nodes
@@ -59,9 +78,18 @@ def plan_resources(profile, kind: str, *, nodes: int | None = None, gpus_per_nod
         raise SemhpcError(f"--nodes {nodes}: must be >= 1")
     if job.single_process and nodes != 1:
         raise SemhpcError(f"a {kind} job runs on one node; drop --nodes {nodes}")
-    gpus = (node.gpus if job.uses_gpus else 0) if gpus_per_node is None else gpus_per_node
+    if gpus_per_node is None:
+        gpus = node.gpus if job.uses_gpus and gpus_usable(node) else 0
+    else:
+        gpus = gpus_per_node
     if not 0 <= gpus <= node.gpus:
         raise SemhpcError(f"--gpus-per-node {gpus}: {profile.name} nodes have {node.gpus} GPU(s)")
+    if gpus and not gpus_usable(node):
+        raise SemhpcError(
+            f"--gpus-per-node {gpus}: {profile.name}'s GPUs ({node.gpu_model or 'model not given'}, compute "
+            f"capability {node.gpu_compute_capability:.1f}) are older than the semhpc image's CUDA build "
+            f"(compute capabilities {', '.join(f'{cc:.1f}' for cc in IMAGE_COMPUTE_CAPABILITIES)}); "
+            "run on CPU ranks (--gpus-per-node 0) or pick a profile with newer GPUs")
     if job.single_process:
         ranks_per_node = 1
     else:
@@ -70,15 +98,29 @@ def plan_resources(profile, kind: str, *, nodes: int | None = None, gpus_per_nod
     if sched.max_walltime and seconds > parse_walltime(sched.max_walltime, ""):
         raise SemhpcError(f"--walltime {walltime}: {profile.name} allows at most {sched.max_walltime}")
     queue = queue if queue is not None else (sched.gpu_queue if gpus else sched.cpu_queue)
-    return ResourcePlan(nodes=nodes, ranks_per_node=ranks_per_node, cores_per_rank=node.cores // ranks_per_node,
-                        gpus_per_node=gpus, walltime=format_walltime(seconds), queue=queue)
+    cores_per_rank = node.cores // ranks_per_node
+    return ResourcePlan(nodes=nodes, ranks_per_node=ranks_per_node, cores_per_rank=cores_per_rank,
+                        gpus_per_node=gpus, walltime=format_walltime(seconds), queue=queue,
+                        qos=sched.qos if qos is None else qos,
+                        reservation=sched.reservation if reservation is None else reservation,
+                        memory_gb=memory_per_node(node, gpus, ranks_per_node * cores_per_rank))
 
 
-def scaling_sweep(full: ResourcePlan) -> list[ResourcePlan]:
+def memory_per_node(node, gpus: int, cores: int) -> int:
+    """GB per node the job asks: by its GPUs, else by its cores, else the profile's per-node value."""
+    if gpus and node.memory_gb_per_gpu:
+        return gpus * node.memory_gb_per_gpu
+    if node.memory_gb_per_core:
+        return cores * node.memory_gb_per_core
+    return node.memory_gb
+
+
+def scaling_sweep(full: ResourcePlan, node) -> list[ResourcePlan]:
     """The bench sweep up to `full`: 1, 2, 4 ... ranks on one node, then 2, 4 ... full nodes.
 
     Every point keeps the cores (and GPU) per rank of the full job, so points differ only in the
-    number of ranks; each is its own job because a job array cannot vary its node count.
+    number of ranks (memory follows `node`'s per-GPU/per-core rule); each is its own job because a
+    job array cannot vary its node count.
     """
     def doubling(upto: int) -> list[int]:
         counts = [1]
@@ -87,7 +129,8 @@ def scaling_sweep(full: ResourcePlan) -> list[ResourcePlan]:
         return counts + ([upto] if upto > 1 else [])
 
     gpus_per_rank = 1 if full.gpus_per_node else 0
-    points = [replace(full, nodes=1, ranks_per_node=r, gpus_per_node=r * gpus_per_rank)
+    points = [replace(full, nodes=1, ranks_per_node=r, gpus_per_node=r * gpus_per_rank,
+                      memory_gb=memory_per_node(node, r * gpus_per_rank, r * full.cores_per_rank))
               for r in doubling(full.ranks_per_node)]
     points += [replace(full, nodes=n) for n in doubling(full.nodes)[1:]]
     return points

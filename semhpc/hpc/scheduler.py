@@ -59,18 +59,31 @@ class Slurm(Scheduler):
     submit_command, status_command, cancel_command = "sbatch", "squeue", "scancel"
 
     def directives(self, plan, profile, job_name, log):
+        sched = profile.scheduler
         lines = [f"--job-name={job_name}", f"--nodes={plan.nodes}", f"--ntasks-per-node={plan.ranks_per_node}",
                  f"--cpus-per-task={plan.cores_per_rank}"]
         if plan.gpus_per_node:
-            lines.append(f"--gres=gpu:{plan.gpus_per_node}")
-        if profile.node.memory_gb:
-            lines.append(f"--mem={profile.node.memory_gb}G")
+            # One GPU bound to each rank, or G per node that the ranks find by local rank.
+            lines.append("--gpus-per-task=1" if sched.gpus_per_task else f"--gres=gpu:{plan.gpus_per_node}")
+            if sched.gpu_bind:
+                lines.append(f"--gpu-bind={sched.gpu_bind}")
+        if plan.memory_gb:
+            lines.append(f"--mem={plan.memory_gb}G")
         lines.append(f"--time={plan.walltime}")
         if plan.queue:
             lines.append(f"--partition={plan.queue}")
-        if profile.scheduler.account:
-            lines.append(f"--account={profile.scheduler.account}")
+        if plan.qos:
+            lines.append(f"--qos={plan.qos}")
+        if plan.reservation:
+            lines.append(f"--reservation={plan.reservation}")
+        if sched.constraint:
+            lines.append(f"--constraint={sched.constraint}")
+        if sched.exclusive:
+            lines.append("--exclusive")
+        if sched.account:
+            lines.append(f"--account={sched.account}")
         lines.append(f"--output={log}")
+        lines += sched.extra_directives
         return [f"{self.directive} {line}" for line in lines]
 
     def log_pattern(self, prefix, stamp):
@@ -107,15 +120,19 @@ class PbsPro(Scheduler):
         if plan.gpus_per_node:
             chunk += f":ngpus={plan.gpus_per_node}"
         chunk += f":mpiprocs={plan.ranks_per_node}"
-        if profile.node.memory_gb:
-            chunk += f":mem={profile.node.memory_gb}gb"
-        lines = [f"-N {job_name}", f"-l {chunk}", "-l place=scatter", f"-l walltime={plan.walltime}"]
-        if plan.queue:
-            lines.append(f"-q {plan.queue}")
-        if profile.scheduler.account:
-            lines.append(f"-A {profile.scheduler.account}")
+        if plan.memory_gb:
+            chunk += f":mem={plan.memory_gb}gb"
+        sched = profile.scheduler
+        place = sched.place + (":excl" if sched.exclusive and ":excl" not in sched.place else "")
+        lines = [f"-N {job_name}", f"-l {chunk}", f"-l place={place}", f"-l walltime={plan.walltime}"]
+        # A PBS Pro reservation is a queue of its own (R123.server), used instead of the profile's.
+        if plan.reservation or plan.queue:
+            lines.append(f"-q {plan.reservation or plan.queue}")
+        if sched.account:
+            lines.append(f"-A {sched.account}")
         # One log with stdout and stderr, written in place while the job runs (not spooled).
         lines += ["-j oe", "-k oed", f"-o {log}"]
+        lines += sched.extra_directives
         return [f"{self.directive} {line}" for line in lines]
 
     def log_pattern(self, prefix, stamp):
