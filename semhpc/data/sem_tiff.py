@@ -337,7 +337,7 @@ def _one_channel(samples: np.ndarray, is_colour: bool, warnings: list[str]) -> n
 
 
 def _normalised_meta(frame: _Frame, warnings: list[str]) -> dict:
-    fields = vendor_fields(frame.raw, warnings)
+    fields = vendor_fields(frame.raw, frame.width, warnings)
     height = _rows_to_keep(frame, warnings)
     return {
         "vendor": fields.pop("vendor"),
