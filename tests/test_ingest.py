@@ -193,6 +193,24 @@ def test_folder_links_never_read_an_image_twice_or_under_another_class(tmp_path)
     assert len(errors) == 2
 
 
+def test_a_link_to_a_skipped_folder_of_src_is_not_followed_and_errors_csv_says_so(tmp_path):
+    src = tmp_path / "src"
+    write_tree(src, per_class=2, classes=["Particles", "Powder"])
+    write_image(src / "Misc" / "misc_000.tif", gradient(24, 32, seed=7))  # not a category: skipped
+    (src / "Powder" / "more").symlink_to("../Misc")  # inside SRC, outside the Powder category
+    outside = tmp_path / "elsewhere" / "batch7"  # a sub-collection linked in from outside SRC
+    write_image(outside / "powder_ext.tif", gradient(24, 32, seed=8))
+    (src / "Powder" / "batch7").symlink_to(outside)
+    assert ingest(src, tmp_path / "out") == 1
+    paths = {record["path"].decode() for record in read_records(tmp_path / "out")}
+    assert "Powder/batch7/powder_ext.tif" in paths
+    assert not any("misc_000" in path for path in paths)  # skipped means: not in the dataset
+    errors = read_errors(tmp_path / "out")
+    assert errors[display_path(src / "Misc")].startswith("unknown category folder 'Misc'")
+    assert errors[display_path(src / "Powder" / "more")].startswith(f"link to '{src / 'Misc'}', a folder of the source")
+    assert len(errors) == 2
+
+
 def test_split_does_not_depend_on_the_category_folder(tmp_path):
     for folder in ("Pillars", "Patterned_surface"):
         for index in range(12):

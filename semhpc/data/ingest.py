@@ -146,7 +146,7 @@ def list_sources(source: Path, class_map: ClassMap, fractions) -> tuple[list[Sou
     """(images, skipped (path, reason), classes without any image) of a folder-per-category tree."""
     entries = _top_level_entries(source)
     categories = {entry.name: class_map.class_of(entry.name) for entry in entries if entry.is_dir()}
-    finder = ImageFinder(roots=[entry.path for entry in entries if categories.get(entry.name)])
+    finder = ImageFinder(roots=[entry.path for entry in entries if categories.get(entry.name)], tree=source)
     images, skipped, found_classes = [], [], set()
     for entry in entries:
         category = categories.get(entry.name)
