@@ -334,6 +334,23 @@ def test_missing_input_is_a_usage_error(bundle, tmp_path):
     assert classify(bundle, tmp_path / "empty", tmp_path / "out") == 2
 
 
+def test_names_that_differ_only_in_how_a_byte_is_shown_get_a_row_each(bundle, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    raw = os.path.join(os.fsencode(folder), b"caf\xe9.tif")  # the raw byte 0xE9 (not UTF-8)
+    literal = folder / "caf\\xe9.tif"  # the four characters \ x e 9
+    write_generic_tiff(Path(os.fsdecode(raw)), gradient(48, 64, seed=1))
+    write_generic_tiff(literal, gradient(48, 64, seed=2))
+    out = tmp_path / "out"
+    assert classify(bundle, folder, out) == 0
+    rows = read_csv(out / "predictions.csv")
+    assert [row["path"] for row in rows] == sorted([f"{folder}/caf\\xe9.tif", f"{folder}/caf\\\\xe9.tif"])
+    # A rerun matches each committed row to its own file: nothing is classified again.
+    assert classify(bundle, folder, out) == 0
+    assert json.loads((out / "throughput.json").read_text())["resumed_skipped"] == 2
+    assert len(read_csv(out / "predictions.csv")) == 2
+
+
 @pytest.mark.skipif(not REAL_SAMPLES.is_dir(), reason="real SEM samples not available")
 def test_real_instrument_files_are_classified(bundle, tmp_path):
     out = tmp_path / "out"

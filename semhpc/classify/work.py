@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Callable
 
 from semhpc.data.rank_work import EXIT_INTERNAL_ERROR
-from semhpc.data.sem_tiff import display_path
 from semhpc.data.source_tree import IMAGE_SUFFIXES, find_images, is_image_name
 from semhpc.utils.errors import SemhpcError
 from semhpc.utils.mpi import POLL_SECONDS, World, wait_for_message
@@ -105,8 +104,11 @@ def make_chunks(paths: list[str], chunk_size: int) -> list[Chunk]:
 
 
 def output_key(path: str) -> str:
-    """How a path is written in the outputs (and matched on resume): printable, never fails to encode."""
-    return display_path(path)
+    """How a path is written in the outputs and matched on resume: printable, and one key per exact
+    path. A byte that is not UTF-8 appears as `\\xe9` and a backslash is doubled, so a file whose
+    name holds the raw byte 0xE9 and one whose name holds the four characters `\\xe9` get distinct
+    keys (`\\xe9` and `\\\\xe9`) and never share a row."""
+    return os.fsencode(path).replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
 
 
 class LocalWork:
