@@ -233,6 +233,12 @@ def _is_finished(settings: IngestSettings, shard: Shard) -> bool:
             and shard_file.is_file() and shard_file.stat().st_size == result.get("bytes"))
 
 
+def recorded_shard_bytes(out, shard_name: str) -> int | None:
+    """The length of OUT/<shard_name> as this ingest wrote it (None when its result is gone)."""
+    result = _read_result(Path(out), shard_name)
+    return result.get("bytes") if isinstance(result, dict) and isinstance(result.get("bytes"), int) else None
+
+
 def _read_result(out: Path, shard_name: str) -> dict | None:
     try:
         return json.loads(_state_file(out, shard_name).read_text())

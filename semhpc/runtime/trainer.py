@@ -70,6 +70,8 @@ def _train(cfg: Config, resume: bool, world, run_dir: Path) -> dict:
     transfer.freeze_for_mode(model, cfg.train.mode, spec.logits_scopes)
 
     steps_per_epoch = pipeline.steps_per_epoch(manifest, "train", cfg.train.batch_size, world.size)
+    for split in ("train", "validation", "test"):  # test is read only at the end: check every split now
+        pipeline.check_split(manifest, split, cfg.data.dir)
     schedule = make_schedule(cfg.train, steps_per_epoch, world.size)
     optimizer = make_optimizer(cfg.train, schedule)
     if precision.loss_scaling:

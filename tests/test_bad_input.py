@@ -1,0 +1,133 @@
+"""Bad input and environment faults, as a table: what a user does, and the one line semhpc answers.
+
+Every row of TABLE runs one `semhpc` command line (in this process) against a small dataset, a
+finished tiny training run, or a fault made for the row, and must end with exit status 2 and one
+line `semhpc CMD: error: ...` that holds the row's text: the file or key named, what is wrong,
+no traceback. The checks that need more than that one line (status.json, a fallback that
+succeeds, an output left intact) follow the table as ordinary tests.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from semhpc.cli import main as semhpc_main
+
+TINY_RUN = ["model.name=densenet28", "data.image_size=32", "train.batch_size=16", "train.epochs=2",
+            "data.augment=false", "train.log_every=1"]
+
+
+class Env:
+    """The shared inputs (made once per module) and the faults a row makes from them in `tmp`."""
+
+    def __init__(self, shared: Path, tmp: Path):
+        self.shared, self.tmp = shared, tmp
+        self.tiffs, self.data, self.run = shared / "tiffs", shared / "data", shared / "run"
+
+    def train(self, *sets: str, data: Path | None = None) -> list[str]:
+        sets = (*TINY_RUN, f"data.dir={data or self.data}", f"run.dir={self.tmp / 'run'}", *sets)
+        return ["train", *[arg for text in sets for arg in ("--set", text)]]
+
+    def ingested(self, split: str) -> Path:
+        """A dataset of the shared images ingested with split fractions `split`."""
+        out = self.tmp / f"data-{split}"
+        assert semhpc_main(["ingest", str(self.tiffs), str(out), "--size", "32x24", "--split", split,
+                            "--shards-per-split", "1"]) == 0
+        return out
+
+    def data_copy(self, truncate: str | None = None, forget_lengths: bool = False) -> Path:
+        """A copy of the dataset; `truncate` names a shard cut to half its length; `forget_lengths`
+        drops ingest's state (the recorded lengths), as a copy without hidden folders would."""
+        copy = self.tmp / "data-copy"
+        shutil.copytree(self.data, copy)
+        if truncate:
+            shard = copy / truncate
+            shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+        if forget_lengths:
+            shutil.rmtree(copy / ".ingest")
+        return copy
+
+    def run_copy(self, damaged: int) -> Path:
+        """A copy of the finished run whose `damaged` newest checkpoints are cut short."""
+        copy = self.tmp / "run-copy"
+        shutil.copytree(self.run, copy)
+        for prefix in newest_checkpoints(copy)[:damaged]:
+            data = Path(f"{prefix}.data-00000-of-00001")
+            data.write_bytes(data.read_bytes()[:1000])
+        return copy
+
+    def resume(self, run: Path, *sets: str) -> list[str]:
+        return ["train", "--resume", str(run), *[arg for text in sets for arg in ("--set", text)]]
+
+
+def newest_checkpoints(run: Path) -> list[str]:
+    """Checkpoint prefixes of `run`, newest first."""
+    prefixes = [str(index)[: -len(".index")] for index in (run / "checkpoints").glob("ckpt-*.index")]
+    return sorted(prefixes, key=lambda prefix: int(prefix.rsplit("-", 1)[1]), reverse=True)
+
+
+# The table. Each row: id, the command line (built from an Env), the text its error line must hold.
+TABLE = [
+    # Splits a run uses (issue 20, item 4): checked before the first step, not after the last epoch.
+    ("train: empty test split", lambda env: env.train(data=env.ingested("0.9,0.1,0")),
+     "the test split holds no images"),
+    ("train: empty validation split", lambda env: env.train(data=env.ingested("0.9,0,0.1")),
+     "the validation split holds no images"),
+    ("train, no cache: empty test split", lambda env: env.train("data.cache=false", data=env.ingested("0.9,0.1,0")),
+     "the test split holds no images"),
+    ("eval: empty test split", lambda env: ["eval", str(env.run), "--data", str(env.ingested("0.9,0.1,0"))],
+     "the test split holds no images"),
+    # Damaged shards (item 7): the shard is named, and how to repair it.
+    ("train: truncated test shard", lambda env: env.train(data=env.data_copy("test-00000-of-00001.tfrecord")),
+     "test-00000-of-00001.tfrecord: TFRecord shard has"),
+    ("train: truncated shard, no ingest state", lambda env: env.train(
+        data=env.data_copy("train-00000-of-00001.tfrecord", forget_lengths=True)),
+     "train-00000-of-00001.tfrecord: TFRecord shard is truncated"),
+    ("data report: truncated shard", lambda env: ["data", "report",
+                                                  str(env.data_copy("validation-00000-of-00001.tfrecord"))],
+     "validation-00000-of-00001.tfrecord: TFRecord shard is truncated"),
+]
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory) -> Path:
+    """40 synthetic SEM TIFFs, their dataset (32 x 24, one shard per split) and a finished 2-epoch
+    run on it (2 steps per epoch: checkpoints ckpt-2 and ckpt-4)."""
+    root = tmp_path_factory.mktemp("bad-input")
+    assert semhpc_main(["synth", str(root / "tiffs"), "--per-class", "4", "--size", "64x48", "--seed", "3"]) == 0
+    assert semhpc_main(["ingest", str(root / "tiffs"), str(root / "data"), "--size", "32x24",
+                        "--shards-per-split", "1"]) == 0
+    assert semhpc_main(Env(root, root).train()) == 0  # its tmp is root: the run is root/run
+    return root
+
+
+@pytest.fixture
+def env(shared, tmp_path) -> Env:
+    return Env(shared, tmp_path)
+
+
+@pytest.mark.parametrize("command, message", [pytest.param(command, message, id=case)
+                                              for case, command, message in TABLE])
+def test_bad_input_ends_with_one_line_naming_the_problem(env, capsys, command, message):
+    argv = command(env)
+    capsys.readouterr()
+    status = semhpc_main(argv)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert status == 2, err[-2000:]
+    assert last.startswith(f"semhpc {argv[0]}: error: ") and message in last, last
+
+
+# ---------------------------------------------------------------------------------------------
+# Beyond the one line
+
+
+def test_rerunning_ingest_repairs_a_truncated_shard(env, capsys):
+    data = env.data_copy("test-00000-of-00001.tfrecord")
+    assert semhpc_main(["ingest", str(env.tiffs), str(data), "--size", "32x24", "--shards-per-split", "1"]) == 0
+    assert semhpc_main(["data", "report", str(data)]) == 0
