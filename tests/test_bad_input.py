@@ -81,6 +81,9 @@ TABLE = [
      "the test split holds no images"),
     ("eval: empty test split", lambda env: ["eval", str(env.run), "--data", str(env.ingested("0.9,0.1,0"))],
      "the test split holds no images"),
+    # Damaged checkpoints (item 6).
+    ("train --resume: every checkpoint truncated", lambda env: env.resume(env.run_copy(damaged=2), "train.epochs=3"),
+     "no intact checkpoint to resume from: ckpt-4 (IndexError"),
     # Damaged shards (item 7): the shard is named, and how to repair it.
     ("train: truncated test shard", lambda env: env.train(data=env.data_copy("test-00000-of-00001.tfrecord")),
      "test-00000-of-00001.tfrecord: TFRecord shard has"),
@@ -125,6 +128,25 @@ def test_bad_input_ends_with_one_line_naming_the_problem(env, capsys, command, m
 
 # ---------------------------------------------------------------------------------------------
 # Beyond the one line
+
+
+def test_resume_skips_a_truncated_checkpoint_says_so_and_finishes(env, capsys):
+    run = env.run_copy(damaged=1)
+    assert semhpc_main(env.resume(run, "train.epochs=3")) == 0
+    err = capsys.readouterr().err
+    assert "damaged checkpoint(s) skipped: ckpt-4 (IndexError" in err and "resuming from ckpt-2" in err
+    status = json.loads((run / "status.json").read_text())
+    assert (status["state"], status["step"]) == ("finished", 6)  # epochs 2 and 3 trained again from step 2
+    assert json.loads((run / "test_metrics.json").read_text())["steps"] == 6
+
+
+def test_a_resume_that_cannot_start_marks_the_run_failed(env, capsys):
+    run = env.run_copy(damaged=2)
+    assert json.loads((run / "status.json").read_text())["state"] == "finished"
+    assert semhpc_main(env.resume(run, "train.epochs=3")) == 2
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "failed" and "no intact checkpoint" in status["error"]
+    assert (run / "final_weights.h5").is_file()  # the finished run's results are kept
 
 
 def test_rerunning_ingest_repairs_a_truncated_shard(env, capsys):

@@ -11,6 +11,7 @@ Run it as one process (`semhpc train --config C`) or under `mpirun -np N` (`semh
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -80,7 +81,12 @@ def _train(cfg: Config, resume: bool, world, run_dir: Path) -> dict:
 
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     if resume:  # every rank reads the same checkpoint; only rank 0 ever writes one
-        _restore_latest(checkpoint, run_dir / "checkpoints")
+        try:
+            _restore_latest(checkpoint, run_dir / "checkpoints", announce=world.is_root)
+        except SemhpcError as exc:  # the run did not continue: status.json must not keep "finished"
+            if world.is_root and run_dir.is_dir():
+                write_status(run_dir, "failed", None, error=f"resume: {exc}")
+            raise
     # Same starting point everywhere: rank 0's weights and optimizer slots.
     hvd.broadcast_variables(model.variables, root_rank=0)
     hvd.broadcast_variables(optimizer.variables, root_rank=0)
@@ -198,13 +204,29 @@ def _build_models(cfg: Config, spec, num_classes: int):
     return model, tf.keras.Model(model.inputs, model.outputs[0], name=f"{model.name}_inference")
 
 
-def _restore_latest(checkpoint, directory: Path) -> None:
-    import tensorflow as tf
-
-    latest = tf.train.latest_checkpoint(directory)
-    if latest is None:
+def _restore_latest(checkpoint, directory: Path, announce: bool) -> None:
+    """Restore the newest intact checkpoint; a damaged newer one (a truncated file after a full
+    disk or a killed copy) is named and skipped, and none intact is one SemhpcError line."""
+    numbered = []
+    for index in directory.glob("ckpt-*.index"):
+        number = index.name[len("ckpt-"):-len(".index")]
+        if number.isdigit():
+            numbered.append((int(number), str(index)[:-len(".index")]))
+    if not numbered:
         raise SemhpcError(f"{directory}: no checkpoint to resume from")
-    checkpoint.restore(latest).assert_existing_objects_matched()
+    damaged = []
+    for _, prefix in sorted(numbered, reverse=True):
+        try:
+            checkpoint.restore(prefix).assert_existing_objects_matched()
+        except Exception as exc:  # noqa: BLE001 -- TF reports a short file as IndexError, OpError, ValueError...
+            reason = ((getattr(exc, "message", None) or str(exc)).strip().splitlines() or [""])[0]
+            damaged.append(f"{Path(prefix).name} ({type(exc).__name__}: {reason[:200]})")
+            continue
+        if damaged and announce:
+            print(f"semhpc train: warning: damaged checkpoint(s) skipped: {'; '.join(damaged)}; "
+                  f"resuming from {Path(prefix).name}", file=sys.stderr, flush=True)
+        return
+    raise SemhpcError(f"{directory}: no intact checkpoint to resume from: {'; '.join(damaged)}")
 
 
 def _executions(step: int, steps: int, train_cfg):
