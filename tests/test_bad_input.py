@@ -10,6 +10,7 @@ succeeds, an output left intact) follow the table as ordinary tests.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 
 from semhpc.cli import main as semhpc_main
 
+REPO = Path(__file__).resolve().parents[1]
 TINY_RUN = ["model.name=densenet28", "data.image_size=32", "train.batch_size=16", "train.epochs=2",
             "data.augment=false", "train.log_every=1"]
 
@@ -60,6 +62,18 @@ class Env:
             data.write_bytes(data.read_bytes()[:1000])
         return copy
 
+    def file(self, name: str, content: bytes) -> str:
+        (self.tmp / name).write_bytes(content)
+        return str(self.tmp / name)
+
+    def fifo(self, name: str) -> str:
+        os.mkfifo(self.tmp / name)
+        return str(self.tmp / name)
+
+    def profile(self, name: str, change: bytes) -> str:
+        """The generic Slurm cluster profile with `change` appended."""
+        return self.file(name, (REPO / "hpc" / "clusters" / "generic-slurm.yaml").read_bytes() + change)
+
     def resume(self, run: Path, *sets: str) -> list[str]:
         return ["train", "--resume", str(run), *[arg for text in sets for arg in ("--set", text)]]
 
@@ -93,6 +107,31 @@ TABLE = [
     ("data report: truncated shard", lambda env: ["data", "report",
                                                   str(env.data_copy("validation-00000-of-00001.tfrecord"))],
      "validation-00000-of-00001.tfrecord: TFRecord shard is truncated"),
+    # YAML inputs (item 8 and the class): UTF-8 only, a bad byte named with its offset; no key twice.
+    ("train: config with a non-UTF-8 byte", lambda env: ["train", "--config", env.file("c.yaml", b"train:\n  lr: 0.1 # caf\xe9\n")],
+     "c.yaml: config file is not UTF-8 text: byte 0xe9 at offset 22 (line 2)"),
+    ("ingest: class map with a non-UTF-8 byte", lambda env: ["ingest", str(env.tiffs), str(env.tmp / "out"),
+                                                            "--class-map", env.file("m.yaml", b"folders:\n  P\xe9: Powder\n")],
+     "m.yaml: class map is not UTF-8 text: byte 0xe9 at offset 12 (line 2)"),
+    ("submit: cluster profile with a non-UTF-8 byte", lambda env: ["submit", "--cluster", env.profile("site.yaml", b"# \xff\n"),
+                                                                  "--job", "train", "--dry-run"],
+     "site.yaml: cluster profile is not UTF-8 text: byte 0xff at offset"),
+    ("train: config repeats a key", lambda env: ["train", "--config", env.file("c.yaml", b"train:\n  lr: 0.1\n  lr: 0.2\n")],
+     "c.yaml: invalid YAML (line 3, column 3): duplicate key 'lr' (first on line 2)"),
+    ("train: config repeats a section", lambda env: ["train", "--config", env.file("c.yaml", b"data: {}\ntrain: {}\ndata: {}\n")],
+     "duplicate key 'data' (first on line 1)"),
+    ("ingest: class map repeats a folder", lambda env: ["ingest", str(env.tiffs), str(env.tmp / "out"), "--class-map",
+                                                       env.file("m.yaml", b"folders: {Old: Powder, Old: Tips}\n")],
+     "m.yaml: invalid YAML (line 1, column 24): duplicate key 'Old'"),
+    ("submit: cluster profile repeats a section", lambda env: ["submit", "--cluster", env.profile("site.yaml", b"env: {}\n"),
+                                                              "--job", "train", "--dry-run"],
+     "site.yaml: invalid YAML"),
+    # Special files (the class): refused without opening, so nothing blocks.
+    ("train: config is a FIFO", lambda env: ["train", "--config", env.fifo("c.yaml")],
+     "c.yaml: config file is not a regular file"),
+    ("ingest: class map is a FIFO", lambda env: ["ingest", str(env.tiffs), str(env.tmp / "out"),
+                                                "--class-map", env.fifo("m.yaml")],
+     "m.yaml: class map is not a regular file"),
 ]
 
 
