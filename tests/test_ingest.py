@@ -109,11 +109,11 @@ def test_rerun_after_interruption_writes_only_missing_shards(tmp_path):
     assert ingest(tmp_path / "src", out, "--shards-per-split", 3) == 0
     complete_manifest, stamps = read_manifest(out), shard_stamps(out)
     shards = sorted(stamps)
-    # The states kill -9 can leave: a shard never written, a shard renamed but its result not yet
-    # saved, a half-written temporary file, no manifest.
+    # The states kill -9 can leave: a shard never written, a shard whose journal entry is saved but
+    # which was not yet renamed into place, a half-written temporary file, no manifest.
     (out / shards[0]).unlink()
     (out / ".ingest" / f"{shards[0]}.json").unlink()
-    (out / ".ingest" / f"{shards[1]}.json").unlink()
+    (out / shards[1]).unlink()
     (out / f".{shards[2]}.abc123.tmp").write_bytes(b"half a shard")
     (out / "manifest.json").unlink()
     assert ingest(tmp_path / "src", out, "--shards-per-split", 3) == 0
@@ -121,6 +121,30 @@ def test_rerun_after_interruption_writes_only_missing_shards(tmp_path):
     assert {name for name in shards if after[name] != stamps[name]} == {shards[0], shards[1]}
     assert read_manifest(out) == complete_manifest
     assert not list(out.glob(".*.tmp"))
+
+
+def test_foreign_files_in_out_are_never_deleted_and_refused(tmp_path, capsys):
+    write_tree(tmp_path / "src", per_class=2)
+    out = tmp_path / "out"
+    assert ingest(tmp_path / "src", out, "--shards-per-split", 3) == 0
+    foreign = out / "train-00007-of-00009.tfrecord"  # looks like a shard, was not written by this ingest
+    foreign.write_bytes(b"someone else's records")
+    capsys.readouterr()
+    assert ingest(tmp_path / "src", out, "--shards-per-split", 2) == 2
+    assert f"{foreign}: looks like a shard, but this dataset's journal" in capsys.readouterr().err
+    assert foreign.read_bytes() == b"someone else's records"
+    foreign.unlink()
+    assert ingest(tmp_path / "src", out, "--shards-per-split", 2) == 0  # the old plan's shards are ours: removed
+    assert sorted(path.name for path in out.glob("*.tfrecord")) == sorted(
+        f"{split}-0000{index}-of-00002.tfrecord" for split in ("train", "validation", "test") for index in (0, 1))
+
+    elsewhere = tmp_path / "not-a-dataset"
+    elsewhere.mkdir()
+    (elsewhere / "test-00000-of-00001.tfrecord").write_bytes(b"x")
+    (elsewhere / "notes.txt").write_text("mine")
+    assert ingest(tmp_path / "src", elsewhere) == 2
+    assert "holds files semhpc ingest did not write (notes.txt, test-00000-of-00001.tfrecord)" in capsys.readouterr().err
+    assert sorted(path.name for path in elsewhere.iterdir()) == ["notes.txt", "test-00000-of-00001.tfrecord"]
 
 
 def test_fewer_shards_than_before_removes_the_old_ones(tmp_path):
@@ -404,9 +428,12 @@ def test_user_error_under_mpi_is_reported_once_with_exit_2(tmp_path):
 @pytest.mark.mpi
 def test_a_failing_rank_ends_the_job_instead_of_hanging(tmp_path):
     write_tree(tmp_path / "src", per_class=2)
-    # A folder where a shard must go: the rank writing that shard fails.
+    # A folder where a shard must go (with a journal entry, as if an earlier ingest had put it
+    # there): the rank writing that shard fails.
     for split in ("train", "validation", "test"):
         (tmp_path / "out" / f"{split}-00000-of-00001.tfrecord").mkdir(parents=True)
+        (tmp_path / "out" / ".ingest").mkdir(exist_ok=True)
+        (tmp_path / "out" / ".ingest" / f"{split}-00000-of-00001.tfrecord.json").write_text("{}")
     result = run_semhpc("ingest", tmp_path / "src", tmp_path / "out", "--shards-per-split", 1, mpi_ranks=2,
                         timeout=120)
     assert result.returncode == 2
