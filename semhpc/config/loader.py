@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import os
 import stat
 from pathlib import Path
@@ -157,11 +158,25 @@ def _check(key: str, value: Any, field: Field, source: str) -> Any:
     if field.choices and converted not in field.choices:
         raise SemhpcError(f"{source}: {key} = {value!r} must be one of: {', '.join(field.choices)}")
     items = converted if isinstance(converted, list) else [converted]
-    if field.minimum is not None and any(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and v < field.minimum for v in items
-    ):
-        raise SemhpcError(f"{source}: {key} = {value!r} must be >= {field.minimum:g}")
+    if field.length is not None and len(items) != field.length:
+        raise SemhpcError(f"{source}: {key} = {value!r} must hold {field.length} items")
+    low = -math.inf if field.minimum is None else field.minimum
+    high = math.inf if field.maximum is None else field.maximum
+    if any(isinstance(v, (int, float)) and not low <= v <= high for v in items):  # NaN fails too
+        raise SemhpcError(f"{source}: {key} = {value!r} {_range_text(field)}")
     return copy.deepcopy(converted)
+
+
+def _range_text(field: Field) -> str:
+    if field.maximum is None:
+        return f"must be >= {_number(field.minimum)}"
+    if field.minimum is None:
+        return f"must be <= {_number(field.maximum)}"
+    return f"must be between {_number(field.minimum)} and {_number(field.maximum)}"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _convert(value: Any, kind: str) -> Any:
