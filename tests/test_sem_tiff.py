@@ -27,7 +27,7 @@ from sem_fixtures import (
 )
 
 from semhpc.cli import main as semhpc_main
-from semhpc.data import sem_tiff
+from semhpc.utils import files
 from semhpc.data.sem_tiff import MAX_PIXELS, MIN_SIDE, SemReadError, display_path, read_metadata, read_sem_tiff
 
 needs_samples = pytest.mark.skipif(not REAL_SAMPLES.is_dir(), reason=f"real SEM samples not found at {REAL_SAMPLES}")
@@ -443,7 +443,7 @@ def test_unreadable_file_is_reported(tmp_path, monkeypatch):
         def denied(file, *args, **kwargs):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), file)
 
-        monkeypatch.setattr(sem_tiff, "open", denied, raising=False)
+        monkeypatch.setattr(files, "open", denied, raising=False)  # the reader opens through utils.files
     with pytest.raises(SemReadError, match=r"locked\.tif: cannot open: Permission denied$"):
         read_sem_tiff(path)
 

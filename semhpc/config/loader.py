@@ -10,8 +10,6 @@ from __future__ import annotations
 import copy
 import difflib
 import math
-import os
-import stat
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Iterable
@@ -21,6 +19,7 @@ import yaml
 from semhpc.config.schema import SCHEMA, Field, defaults
 from semhpc.utils import atomic
 from semhpc.utils.errors import SemhpcError
+from semhpc.utils.files import NotRegularFile, read_regular_bytes
 
 
 class Config(SimpleNamespace):
@@ -78,15 +77,11 @@ def read_input_text(path: Path, what: str) -> str:
     """The UTF-8 text of the input file `path`, else one SemhpcError line: missing, not a regular
     file (a FIFO would block the read forever), unreadable, or a byte that is not UTF-8."""
     try:
-        info = os.stat(path)
-    except OSError:
+        data = read_regular_bytes(path)
+    except FileNotFoundError:
         raise SemhpcError(f"{path}: {what} not found") from None
-    if stat.S_ISDIR(info.st_mode):
-        raise SemhpcError(f"{path}: {what} not found (a folder)")
-    if not stat.S_ISREG(info.st_mode):
-        raise SemhpcError(f"{path}: {what} is not a regular file (a FIFO, socket or device); not read")
-    try:
-        data = path.read_bytes()
+    except NotRegularFile as exc:
+        raise SemhpcError(f"{path}: {what} is not a regular file ({exc.kind}); not read") from None
     except OSError as exc:
         raise SemhpcError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from exc
     try:

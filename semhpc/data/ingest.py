@@ -274,6 +274,8 @@ def _read_result(out: Path, shard_name: str) -> dict | None:
 
 def write_shard(shard: Shard, settings: IngestSettings, on_image) -> dict:
     """Convert the shard's images into OUT/<shard name> atomically; returns and saves its result."""
+    import tensorflow as tf
+
     classes = settings.class_map.classes
     counts, failed, warnings, stored_sizes = Counter(), [], [], set()
     target = settings.out / shard.name
@@ -302,6 +304,8 @@ def write_shard(shard: Shard, settings: IngestSettings, on_image) -> dict:
             atomic.write_json(_state_file(settings.out, shard.name), result)
     except OSError as exc:
         raise SemhpcError(f"{display_path(target)}: cannot write the shard: {exc.strerror or exc}") from exc
+    except tf.errors.OpError as exc:  # TensorFlow's writer reports a full disk as its own error
+        raise SemhpcError(f"{display_path(target)}: cannot write the shard: {tfrecord.write_error_reason(exc)}") from None
     return result
 
 

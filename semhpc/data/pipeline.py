@@ -55,6 +55,7 @@ from semhpc.data import tfrecord
 from semhpc.data.ingest import recorded_shard_bytes
 from semhpc.data.split import SPLITS
 from semhpc.utils.errors import SemhpcError
+from semhpc.utils.files import read_regular_bytes
 
 CROP_MIN_FRACTION = 0.8
 BRIGHTNESS_DELTA = 0.1
@@ -70,7 +71,7 @@ def load_manifest(data_dir) -> dict:
     """DATA/manifest.json, checked for the keys the pipeline needs."""
     path = Path(data_dir) / "manifest.json"
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(read_regular_bytes(path))
     except FileNotFoundError:
         raise SemhpcError(f"{path}: not found (is {data_dir} a folder written by `semhpc ingest`?)") from None
     except (OSError, ValueError) as exc:

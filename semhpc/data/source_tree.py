@@ -34,10 +34,9 @@ import stat
 from dataclasses import dataclass
 
 from semhpc.data.sem_tiff import display_path
+from semhpc.utils.files import kind_of
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
-_FILE_KINDS = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
-               (stat.S_ISBLK, "block device"))
 
 
 @dataclass(frozen=True)
@@ -135,8 +134,7 @@ class ImageFinder:
         if stat.S_ISDIR(info.st_mode):
             self._scan(entry.path, relative)
         elif not stat.S_ISREG(info.st_mode):
-            kind = next((name for test, name in _FILE_KINDS if test(info.st_mode)), "special file")
-            self.skipped.append(Skipped(relative, f"not a regular file ({kind}); skipped"))
+            self.skipped.append(Skipped(relative, f"not a regular file ({kind_of(info.st_mode)}); skipped"))
         elif not is_image_name(entry.name):
             suffix = os.path.splitext(entry.name)[1] or "none"
             self.skipped.append(Skipped(relative, f"not an image file name (suffix {suffix}; expected "

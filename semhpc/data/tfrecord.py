@@ -24,6 +24,7 @@ import numpy as np
 
 from semhpc.data.sem_tiff import display_path
 from semhpc.utils.errors import SemhpcError
+from semhpc.utils.files import open_regular
 
 META_PREFIX = "meta/"
 # Pillow's default. On 1024x768 SEM images levels 1-3 encode ~40 % faster but give ~8 % larger
@@ -122,8 +123,9 @@ def check_shard(shard_path, expected_bytes: int | None = None) -> None:
     """
     path = os.fsdecode(shard_path)
     try:
-        size = os.path.getsize(path)
-        end = size if expected_bytes is not None else _framing_end(path, size)
+        with open_regular(path) as handle:  # a FIFO or device is refused, never read
+            size = os.fstat(handle.fileno()).st_size
+            end = size if expected_bytes is not None else _framing_end(handle, size)
     except OSError as exc:
         raise SemhpcError(f"{display_path(path)}: cannot read the TFRecord shard: {exc.strerror or exc}; "
                           f"{_repair_advice(path)}") from None
@@ -140,16 +142,15 @@ def _repair_advice(shard_path) -> str:
     return f"rerun `semhpc ingest SRC {folder}` (same SRC and options) to rewrite it"
 
 
-def _framing_end(path: str, size: int) -> int:
+def _framing_end(handle, size: int) -> int:
     """Where the last complete record ends (== size for an intact shard)."""
     position = 0
-    with open(path, "rb") as handle:
-        while position + 12 <= size:
-            handle.seek(position)
-            length = int.from_bytes(handle.read(8), "little")
-            if position + 12 + length + 4 > size:
-                return position
-            position += 12 + length + 4
+    while position + 12 <= size:
+        handle.seek(position)
+        length = int.from_bytes(handle.read(8), "little")
+        if position + 12 + length + 4 > size:
+            return position
+        position += 12 + length + 4
     return position
 
 
@@ -165,7 +166,14 @@ def parse_image_and_label(serialized):
 
 
 def shard_writer(path):
-    """A tf.io.TFRecordWriter for `path` (a context manager: closing flushes the file)."""
+    """A tf.io.TFRecordWriter for `path` (a context manager: closing flushes the file). It reports
+    a full disk as tf.errors.ResourceExhaustedError; `write_error_reason` says why in words."""
     import tensorflow as tf
 
     return tf.io.TFRecordWriter(str(path))
+
+
+def write_error_reason(exc) -> str:
+    """"/x/.train.tmp; No space left on device" -> "no space left on device"."""
+    message = (getattr(exc, "message", None) or str(exc)).strip().splitlines()[0]
+    return message.rsplit("; ", 1)[-1].lower()
