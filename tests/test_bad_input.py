@@ -9,9 +9,11 @@ succeeds, an output left intact) follow the table as ordinary tests.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -41,9 +43,10 @@ class Env:
                             "--shards-per-split", "1"]) == 0
         return out
 
-    def data_copy(self, truncate: str | None = None, forget_lengths: bool = False) -> Path:
+    def data_copy(self, truncate: str | None = None, forget_lengths: bool = False, fifo: str | None = None) -> Path:
         """A copy of the dataset; `truncate` names a shard cut to half its length; `forget_lengths`
-        drops ingest's state (the recorded lengths), as a copy without hidden folders would."""
+        drops ingest's state (the recorded lengths), as a copy without hidden folders would;
+        `fifo` names a file replaced by a FIFO."""
         copy = self.tmp / "data-copy"
         shutil.copytree(self.data, copy)
         if truncate:
@@ -51,6 +54,9 @@ class Env:
             shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
         if forget_lengths:
             shutil.rmtree(copy / ".ingest")
+        if fifo:
+            (copy / fifo).unlink()
+            os.mkfifo(copy / fifo)
         return copy
 
     def run_copy(self, damaged: int) -> Path:
@@ -126,12 +132,53 @@ TABLE = [
     ("submit: cluster profile repeats a section", lambda env: ["submit", "--cluster", env.profile("site.yaml", b"env: {}\n"),
                                                               "--job", "train", "--dry-run"],
      "site.yaml: invalid YAML"),
+    # Values out of range (item 9): config keys, for every command that takes a config ...
+    ("train: data.image_size=99999999", lambda env: env.train("data.image_size=99999999"),
+     "data.image_size = 99999999 must be between 16 and 1024"),
+    ("train: model.dropout=1.5", lambda env: env.train("model.dropout=1.5"), "model.dropout = 1.5 must be between 0 and 0.9"),
+    ("train: train.lr=nan", lambda env: env.train("train.lr=.nan"), "train.lr = nan must be between 0 and 10"),
+    ("train: ingest.size of 3 items", lambda env: env.train("ingest.size=[64, 48, 3]"), "must hold 2 items"),
+    ("bench: train.batch_size=0", lambda env: ["bench", "--set", "train.batch_size=0"], "must be between 1 and 4096"),
+    ("profile: data.image_size=8", lambda env: ["profile", "--set", "data.image_size=8"], "must be between 16 and 1024"),
+    ("demo: launch.np=0", lambda env: ["demo", "--set", "launch.np=0"], "launch.np = 0 must be between 1 and 4096"),
+    # ... and numeric options, one per command that has them.
+    ("ingest --size 100000x100000", lambda env: ["ingest", str(env.tiffs), str(env.tmp / "o"), "--size", "100000x100000"],
+     "argument --size: '100000x100000': each side must be between 16 and 4096 pixels"),
+    ("ingest --shards-per-split 0", lambda env: ["ingest", str(env.tiffs), str(env.tmp / "o"), "--shards-per-split", "0"],
+     "argument --shards-per-split: 0 is out of range: must be between 1 and 10000"),
+    ("synth --per-class 0", lambda env: ["synth", str(env.tmp / "o"), "--per-class", "0"], "argument --per-class: 0 is out"),
+    ("synth --size 64", lambda env: ["synth", str(env.tmp / "o"), "--per-class", "1", "--size", "64"],
+     "argument --size: '64': expected WIDTHxHEIGHT"),
+    ("eval --batch-size 0", lambda env: ["eval", str(env.run), "--batch-size", "0"], "argument --batch-size: 0 is out"),
+    ("classify --batch-size 100000", lambda env: ["classify", "--model", "b", "--input", "i", "--out", "o",
+                                                  "--batch-size", "100000"], "must be between 1 and 4096"),
+    ("classify --auto 1.5", lambda env: ["classify", "--model", "b", "--input", "i", "--out", "o", "--auto", "1.5"],
+     "argument --auto: 1.5 is out of range: must be between 0 and 1"),
+    ("calibrate --target-precision nan", lambda env: ["calibrate", "--model", "b", "--target-precision", "nan"],
+     "argument --target-precision: nan is out of range"),
+    ("launch -np 0", lambda env: ["launch", "-np", "0", "--", "train"], "argument -np/--np: 0 is out of range"),
+    ("demo -np 100000", lambda env: ["demo", "-np", "100000"], "argument -np/--np: 100000 is out of range"),
+    ("bench --batches 0", lambda env: ["bench", "--batches", "0"], "argument --batches: 0 is out of range"),
+    ("profile --steps 0", lambda env: ["profile", "--steps", "0"], "argument --steps: 0 is out of range"),
+    ("submit --nodes 0", lambda env: ["submit", "--cluster", "generic-slurm", "--job", "train", "--nodes", "0"],
+     "argument --nodes: 0 is out of range"),
+    ("jupyter --port 70000", lambda env: ["jupyter", "--port", "70000"], "argument --port: 70000 is out of range"),
+    ("launch --cores-per-rank x", lambda env: ["launch", "--cores-per-rank", "x", "--", "train"], "'x' is not a whole number"),
     # Special files (the class): refused without opening, so nothing blocks.
     ("train: config is a FIFO", lambda env: ["train", "--config", env.fifo("c.yaml")],
      "c.yaml: config file is not a regular file"),
     ("ingest: class map is a FIFO", lambda env: ["ingest", str(env.tiffs), str(env.tmp / "out"),
                                                 "--class-map", env.fifo("m.yaml")],
      "m.yaml: class map is not a regular file"),
+    ("submit: cluster profile is a FIFO", lambda env: ["submit", "--cluster", env.fifo("site.yaml"), "--job", "train",
+                                                      "--dry-run"], "unknown cluster"),
+    ("train: manifest.json is a FIFO", lambda env: env.train(data=env.data_copy(fifo="manifest.json")),
+     "manifest.json: cannot read the manifest: not a regular file (FIFO)"),
+    ("data report: a shard is a FIFO", lambda env: ["data", "report", str(env.data_copy(fifo="test-00000-of-00001.tfrecord"))],
+     "test-00000-of-00001.tfrecord: cannot read the TFRecord shard: not a regular file (FIFO)"),
+    ("train: a shard is a FIFO", lambda env: env.train(data=env.data_copy(fifo="validation-00000-of-00001.tfrecord")),
+     "validation-00000-of-00001.tfrecord: cannot read the TFRecord shard: not a regular file (FIFO)"),
+    ("inspect: a FIFO named .tif", lambda env: ["inspect", env.fifo("x.tif"), env.fifo("y.tif")], None),
 ]
 
 
@@ -153,16 +200,40 @@ def env(shared, tmp_path) -> Env:
 
 
 @pytest.mark.parametrize("command, message", [pytest.param(command, message, id=case)
-                                              for case, command, message in TABLE])
+                                              for case, command, message in TABLE if message is not None])
 def test_bad_input_ends_with_one_line_naming_the_problem(env, capsys, command, message):
     argv = command(env)
     capsys.readouterr()
-    status = semhpc_main(argv)
+    with deadline(120):  # a FIFO opened for reading would block forever: fail instead
+        status = semhpc_main(argv)
     err = capsys.readouterr().err
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
     assert status == 2, err[-2000:]
     assert last.startswith(f"semhpc {argv[0]}: error: ") and message in last, last
+
+
+def test_inspect_reports_each_special_file_and_goes_on(env, capsys):
+    argv = dict((case, command) for case, command, _ in TABLE)["inspect: a FIFO named .tif"](env)
+    with deadline(60):
+        assert semhpc_main(argv) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"semhpc inspect: {path}: not a regular file (FIFO); not read" for path in argv[1:]]
+
+
+@contextlib.contextmanager
+def deadline(seconds: int):
+    """Raise in the test instead of hanging when the body blocks (e.g. on a FIFO)."""
+    def expired(signum, frame):
+        raise TimeoutError(f"still blocked after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 # ---------------------------------------------------------------------------------------------

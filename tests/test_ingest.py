@@ -254,7 +254,7 @@ def test_split_does_not_depend_on_the_category_folder(tmp_path):
     ("no category folders", "no images to ingest"),
     ("output is a file", "output exists and is not a folder"),
     ("output inside source", "must not be inside the source folder"),
-    ("bad size", "--size '12x': need WIDTHxHEIGHT"),
+    ("bad size", "argument --size: '12x': expected WIDTHxHEIGHT"),
     ("bad split", "must sum to 1"),
 ])
 def test_user_errors_are_one_line_naming_the_problem(tmp_path, capsys, case, message):

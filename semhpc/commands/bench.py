@@ -13,6 +13,8 @@ config the image size is the model's default input size.
 
 from __future__ import annotations
 
+from semhpc.utils import options
+
 HELP = "Benchmark training throughput, rank and thread scaling, or storage read throughput."
 
 # The thesis' convnet-benchmarks protocol (REFERENCE §4): AlexNet, batch 128, 227 px, 50 batches.
@@ -28,10 +30,14 @@ def add_arguments(parser) -> None:
 
     add_config_arguments(parser)
     parser.add_argument("--model", help="registry model (default: the config's, densenet28)")
-    parser.add_argument("--image-size", type=int, help="input size in pixels (default: the model's)")
-    parser.add_argument("--batch-size", type=int, help="images per rank per batch (default: the config's, 16)")
-    parser.add_argument("--batches", type=int, help=f"timed batches per phase (default {DEFAULT_BATCHES})")
-    parser.add_argument("--warmup", type=int, help=f"untimed batches first, >= 1 (default {DEFAULT_WARMUP})")
+    parser.add_argument("--image-size", type=options.bounded_int(options.MIN_SIDE, options.MAX_INPUT_SIZE),
+                        help="input size in pixels (default: the model's)")
+    parser.add_argument("--batch-size", type=options.bounded_int(1, options.MAX_BATCH),
+                        help="images per rank per batch (default: the config's, 16)")
+    parser.add_argument("--batches", type=options.bounded_int(1, 100_000),
+                        help=f"timed batches per phase (default {DEFAULT_BATCHES})")
+    parser.add_argument("--warmup", type=options.bounded_int(1, 10_000),
+                        help=f"untimed batches first, >= 1 (default {DEFAULT_WARMUP})")
     parser.add_argument("--mode", choices=MODES,
                         help="forward, train (forward+backward+update) or both (default both; sweeps: train)")
     parser.add_argument("--data-format", choices=DATA_FORMATS, default="channels_last",
@@ -41,7 +47,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", help="intra-op threads per rank; a list like 1,2 runs a thread sweep "
                                           "(default: one per core the rank is bound to)")
     parser.add_argument("--sweep", metavar="RANKS", help="rank counts like 1,2,4: a scaling sweep under mpirun")
-    parser.add_argument("--cores-per-rank", type=int, default=1, help="cores bound to each rank in --sweep (default 1)")
+    parser.add_argument("--cores-per-rank", type=options.bounded_int(1, options.MAX_CORES),
+                        default=1, help="cores bound to each rank in --sweep (default 1)")
     parser.add_argument("--json", action="store_true", help="print the JSON document instead of the table")
     parser.add_argument("--out", help="write the JSON document here (a sweep: a folder for sweep.csv/json/png)")
     targets = parser.add_subparsers(dest="target", metavar="io")

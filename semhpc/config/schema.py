@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from semhpc.utils.options import MAX_BATCH, MAX_CORES, MAX_INPUT_SIZE, MAX_RANKS, MAX_SIDE, MIN_SIDE
+
 
 @dataclass(frozen=True)
 class Field:
@@ -29,8 +31,6 @@ class Field:
 
 
 MAX_SEED = 2**31 - 1  # TensorFlow and NumPy take it
-MAX_STORED_SIDE = 4096  # ingest.size / synth.size: 16 MB per stored image already
-MAX_INPUT_SIZE = 1024  # data.image_size: the models here are meant for 32-299 pixels
 
 SCHEMA: dict[str, dict[str, Field]] = {
     "run": {
@@ -40,20 +40,21 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "out": Field("str", "runs/demo-data/sem-tiffs", "Where `semhpc demo` writes the synthetic SEM TIFF tree."),
         "per_class": Field("int", 80, "Synthetic images per category.", minimum=1, maximum=100_000),
         "size": Field("list[int]", [256, 192], "Synthetic image area [width, height] in pixels.",
-                      minimum=16, maximum=MAX_STORED_SIDE, length=2),
+                      minimum=MIN_SIDE, maximum=MAX_SIDE, length=2),
         "seed": Field("int", 0, "Seed: the same seed gives byte-identical images.", minimum=0, maximum=MAX_SEED),
         "imbalance": Field("bool", False, "Mimic the archive's class imbalance (REFERENCE §1)."),
     },
     "ingest": {
         "size": Field("list[int]", [128, 96], "Stored image size [width, height] in the TFRecords.",
-                      minimum=16, maximum=MAX_STORED_SIDE, length=2),
+                      minimum=MIN_SIDE, maximum=MAX_SIDE, length=2),
         "split": Field("list[float]", [0.8, 0.1, 0.1], "Train/validation/test fractions (hash-stable).",
                        minimum=0.0, maximum=1.0, length=3),
         "shards_per_split": Field("int", 2, "TFRecord shards per split.", minimum=1, maximum=10_000),
     },
     "data": {
         "dir": Field("str", "runs/demo-data/dataset", "Ingested dataset folder (holds manifest.json)."),
-        "image_size": Field("int", 64, "Model input size in pixels (square).", minimum=16, maximum=MAX_INPUT_SIZE),
+        "image_size": Field("int", 64, "Model input size in pixels (square).",
+                            minimum=MIN_SIDE, maximum=MAX_INPUT_SIZE),
         "augment": Field("bool", True, "Train-time augmentation (crop, flips, brightness/contrast)."),
         "cache": Field("bool", True, "Cache decoded images in memory (small datasets only)."),
     },
@@ -73,7 +74,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
                       choices=("scratch", "feature_extraction", "fine_tune")),
         "init_weights": Field("str", "", "Initial weights: a Keras .h5 weights file, a semhpc run dir, or "
                               "'imagenet' (pre-staged in $KERAS_HOME/models); logits are not restored."),
-        "batch_size": Field("int", 16, "Images per rank per step.", minimum=1, maximum=4096),
+        "batch_size": Field("int", 16, "Images per rank per step.", minimum=1, maximum=MAX_BATCH),
         "optimizer": Field("str", "rmsprop", "Optimiser.", choices=("rmsprop", "sgd", "adam")),
         "lr": Field("float", 0.01, "Base learning rate for one rank.", minimum=0.0, maximum=10.0),
         "scale_lr": Field("bool", True, "Multiply the base LR by the number of ranks."),
@@ -100,14 +101,14 @@ SCHEMA: dict[str, dict[str, Field]] = {
                                      "for several steps); logs and checkpoints keep their step counts.",
                                      minimum=1, maximum=10_000),
         "threads": Field("int", 0, "Intra-op threads per rank; 0 = the cores this rank is bound to.",
-                         minimum=0, maximum=1024),
+                         minimum=0, maximum=MAX_CORES),
         "checkpoint_every": Field("int", 0, "Also checkpoint every N steps (0 = at epoch ends only).",
                                   minimum=0, maximum=10**9),
         "keep_checkpoints": Field("int", 3, "Checkpoints kept in run_dir/checkpoints.", minimum=1, maximum=1000),
     },
     "launch": {
         "np": Field("int", 2, "Ranks for `semhpc demo` / `semhpc launch` when -np is not given.",
-                    minimum=1, maximum=4096),
+                    minimum=1, maximum=MAX_RANKS),
     },
 }
 
