@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._main(args) or 0)
     except SemhpcError as exc:
         # Expected failures (bad config, missing data, wrong stack): one line, no traceback.
+        _close_progress_bars()
         print(f"semhpc {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
@@ -93,11 +94,19 @@ def main(argv: list[str] | None = None) -> int:
         failure = _write_failure(exc)
         if failure is None:
             raise
+        _close_progress_bars()
         print(f"semhpc {args.command}: error: {failure}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _close_progress_bars()
         print(f"semhpc {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _close_progress_bars() -> None:
+    progress = sys.modules.get("semhpc.utils.progress")  # not imported: no bar was ever shown
+    if progress is not None:
+        progress.close_all()
 
 
 def _write_failure(exc: Exception) -> str | None:

@@ -14,11 +14,14 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from semhpc.cli import main as semhpc_main
+from semhpc.data.ingest import recorded_shard_bytes
+from semhpc.data.tfrecord import check_shard
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_RUN = ["model.name=densenet28", "data.image_size=32", "train.batch_size=16", "train.epochs=2",
@@ -263,3 +266,105 @@ def test_rerunning_ingest_repairs_a_truncated_shard(env, capsys):
     data = env.data_copy("test-00000-of-00001.tfrecord")
     assert semhpc_main(["ingest", str(env.tiffs), str(data), "--size", "32x24", "--shards-per-split", "1"]) == 0
     assert semhpc_main(["data", "report", str(data)]) == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Write failures (item 5 and the class): a full disk or a read-only folder is one line naming the
+# file; finished outputs stay intact and a rerun after freeing space completes.
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB tmpfs at tmp_path/disk (mounting needs root: skipped without it)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = os.geteuid() == 0 and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True).returncode == 0
+    if not mounted:
+        pytest.skip("mounting a small tmpfs needs root")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """Fill `disk` up to `leave` free bytes with one file, which is returned (delete it to free)."""
+    filler = disk / "filler"
+    info = os.statvfs(disk)
+    filler.write_bytes(b"\0" * (info.f_bavail * info.f_frsize - leave))
+    return filler
+
+
+def read_only(disk: Path) -> Path:
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    return disk
+
+
+def run_failing(argv: list[str], capsys) -> str:
+    """Run `argv`, which must fail with exit 2; its one error line."""
+    capsys.readouterr()
+    assert semhpc_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]
+
+
+def test_ingest_on_a_full_disk_keeps_finished_shards_and_a_rerun_completes(env, small_disk, capsys):
+    out = small_disk / "data"
+    filler = fill(small_disk, leave=60_000)
+    line = run_failing(["ingest", str(env.tiffs), str(out), "--shards-per-split", "4"], capsys)
+    assert line.startswith(f"semhpc ingest: error: {out}/") and line.endswith(": no space left on device")
+    assert ".tfrecord: cannot write the shard" in line
+    finished = {path.name: path.stat().st_ino for path in out.glob("*.tfrecord")}
+    assert finished and not list(out.glob(".*.tmp"))  # some shards were done; no half file left
+    for name in finished:  # every shard present is whole: the length ingest recorded
+        check_shard(out / name, recorded_shard_bytes(out, name))
+    filler.unlink()
+    assert semhpc_main(["ingest", str(env.tiffs), str(out), "--shards-per-split", "4"]) == 0
+    assert all((out / name).stat().st_ino == inode for name, inode in finished.items())  # not rewritten
+    assert json.loads((out / "manifest.json").read_text())["images"] == 40
+
+
+def test_hdf5_on_a_full_disk_keeps_finished_files_and_a_rerun_completes(env, small_disk, capsys):
+    import h5py
+
+    out = small_disk / "h5"
+    filler = fill(small_disk, leave=60_000)
+    line = run_failing(["hdf5", str(env.tiffs), str(out)], capsys)
+    assert line.startswith(f"semhpc hdf5: error: {out}/") and line.endswith(".h5: cannot write: no space left on device")
+    finished = sorted(out.rglob("*.h5"))
+    assert finished and not list(out.rglob(".*.tmp"))
+    for path in finished:
+        with h5py.File(path, "r") as h5:
+            assert h5["image"].shape == (48, 64)
+    filler.unlink()
+    assert semhpc_main(["hdf5", str(env.tiffs), str(out)]) == 0
+    assert len(list(out.rglob("*.h5"))) == 40
+
+
+def test_train_on_a_full_disk_is_one_line(env, small_disk, capsys):
+    fill(small_disk, leave=8_000)
+    line = run_failing(env.train(f"run.dir={small_disk / 'run'}"), capsys)
+    assert line.startswith(f"semhpc train: error: {small_disk / 'run'}/") and line.endswith("no space left on device")
+
+
+# Each command that writes, with its output on a read-only file system.
+READ_ONLY = [
+    ("ingest", lambda env, ro: ["ingest", str(env.tiffs), str(ro / "new")], "new: cannot create the output folder"),
+    ("hdf5", lambda env, ro: ["hdf5", str(env.tiffs), str(ro / "h5")], "read-only file system"),
+    ("synth", lambda env, ro: ["synth", str(ro / "tiffs"), "--per-class", "1", "--size", "64x48"],
+     "read-only file system"),
+    ("train", lambda env, ro: env.train(f"run.dir={ro / 'run'}"), "read-only file system"),
+    ("export", lambda env, ro: ["export", str(env.run), str(ro / "bundle")], "read-only file system"),
+    ("data report", lambda env, ro: ["data", "report", str(ro / "data")], "report.json: cannot write: read-only file system"),
+    ("submit", lambda env, ro: ["submit", "--cluster", "generic-slurm", "--job", "train", "--job-dir", str(ro / "jobs"),
+                                "--", "--config", "c.yaml"], "cannot write: read-only file system"),
+]
+
+
+@pytest.mark.parametrize("command, message", [pytest.param(command, message, id=case)
+                                              for case, command, message in READ_ONLY])
+def test_a_read_only_output_is_one_line(env, small_disk, capsys, command, message):
+    shutil.copytree(env.data, small_disk / "data")  # for `data report`, which writes into the dataset
+    line = run_failing(command(env, read_only(small_disk)), capsys)
+    assert line.lower().endswith("read-only file system") and message in line, line
+    assert str(small_disk) in line
