@@ -20,6 +20,7 @@ from semhpc.config.schema import SCHEMA, Field, defaults
 from semhpc.utils import atomic
 from semhpc.utils.errors import SemhpcError
 from semhpc.utils.files import NotRegularFile, read_regular_bytes
+from semhpc.utils.options import number_text
 
 
 class Config(SimpleNamespace):
@@ -164,14 +165,10 @@ def _check(key: str, value: Any, field: Field, source: str) -> Any:
 
 def _range_text(field: Field) -> str:
     if field.maximum is None:
-        return f"must be >= {_number(field.minimum)}"
+        return f"must be >= {number_text(field.minimum)}"
     if field.minimum is None:
-        return f"must be <= {_number(field.maximum)}"
-    return f"must be between {_number(field.minimum)} and {_number(field.maximum)}"
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+        return f"must be <= {number_text(field.maximum)}"
+    return f"must be between {number_text(field.minimum)} and {number_text(field.maximum)}"
 
 
 def _convert(value: Any, kind: str) -> Any:

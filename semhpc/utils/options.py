@@ -23,29 +23,28 @@ _SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 
 def bounded_int(low: int, high: int):
     """An argparse type: a whole number in [low, high]."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is out of range: must be between {low} and {high}")
-        return value
-
-    return parse
+    return _bounded(int, "a whole number", low, high)
 
 
 def bounded_float(low: float, high: float):
     """An argparse type: a finite number in [low, high]."""
+    return _bounded(float, "a number", low, high)
 
-    def parse(text: str) -> float:
+
+def number_text(value: float) -> str:
+    """2147483647 -> "2147483647", 0.9 -> "0.9": how a range bound is shown in a message."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _bounded(convert, noun: str, low: float, high: float):
+    def parse(text: str):
         try:
-            value = float(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
         if not (math.isfinite(value) and low <= value <= high):
-            raise argparse.ArgumentTypeError(f"{text} is out of range: must be between {low:g} and {high:g}")
+            raise argparse.ArgumentTypeError(f"{text} is out of range: must be between {number_text(low)} and "
+                                             f"{number_text(high)}")
         return value
 
     return parse
