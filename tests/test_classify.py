@@ -170,6 +170,8 @@ def test_a_file_is_prepared_exactly_as_the_training_pipeline_prepared_it(tmp_pat
     manifest = pipeline.load_manifest(data)
     compared = 0
     for split, shards in manifest["shards"].items():
+        if not shards:  # the hash left this split empty: make_dataset refuses an empty split
+            continue
         records = [tfrecord.decode_example(record)
                    for shard in shards for record in tfrecord.read_records(data / shard)]
         dataset = pipeline.make_dataset(data, split, prepared.input_size, 1, training=False, augment=False)
