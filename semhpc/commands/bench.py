@@ -20,6 +20,7 @@ HELP = "Benchmark training throughput, rank and thread scaling, or storage read 
 # The thesis' convnet-benchmarks protocol (REFERENCE §4): AlexNet, batch 128, 227 px, 50 batches.
 PROTOCOLS = {"convnet": {"model": "alexnet", "batch_size": 128, "image_size": 227, "batches": 50, "mode": "both"}}
 DEFAULT_BATCHES = 20
+MAX_READERS = 256  # concurrent reader processes of `bench io`
 DEFAULT_WARMUP = 3
 
 
@@ -66,13 +67,13 @@ def main(args) -> int:
         return _io(args)
     from semhpc.bench.sweep import parse_counts
 
-    threads = parse_counts(args.threads, "--threads") if args.threads else []
+    threads = parse_counts(args.threads, "--threads", options.MAX_CORES) if args.threads else []
     if args.sweep and len(threads) > 1:
         from semhpc.utils.errors import SemhpcError
 
         raise SemhpcError("--sweep and a --threads list: sweep one thing at a time")
     if args.sweep:
-        return _sweep(args, "rank_sweep", parse_counts(args.sweep, "--sweep"), threads)
+        return _sweep(args, "rank_sweep", parse_counts(args.sweep, "--sweep", options.MAX_RANKS), threads)
     if len(threads) > 1:
         return _sweep(args, "thread_sweep", threads)
     return _point(args, threads[0] if threads else 0)
@@ -80,8 +81,6 @@ def main(args) -> int:
 
 def point_settings(args, sweeping: bool = False) -> dict:
     """Model, sizes, batches and mode from the flags, else the protocol, else the defaults."""
-    from semhpc.utils.errors import SemhpcError
-
     protocol = PROTOCOLS.get(args.protocol, {})
 
     def pick(name, default):
@@ -92,11 +91,7 @@ def point_settings(args, sweeping: bool = False) -> dict:
                 "batch_size": pick("batch_size", None), "batches": pick("batches", DEFAULT_BATCHES),
                 "warmup": pick("warmup", DEFAULT_WARMUP), "mode": pick("mode", "train" if sweeping else "both"),
                 "data_format": args.data_format}
-    if settings["batches"] < 1:
-        raise SemhpcError(f"--batches {settings['batches']}: must be at least 1")
-    if settings["warmup"] < 1:
-        raise SemhpcError(f"--warmup {settings['warmup']}: must be at least 1 (the first batch compiles the step)")
-    return settings
+    return settings  # --batches and --warmup are range-checked by argparse (>= 1: the first batch compiles)
 
 
 def resolve_config(args, settings: dict, threads: int = 0):
@@ -179,7 +174,7 @@ def _io(args) -> int:
     from semhpc.bench import io
     from semhpc.bench.sweep import parse_counts
 
-    readers = parse_counts(args.readers, "--readers")
+    readers = parse_counts(args.readers, "--readers", MAX_READERS)
     files = io.find_files(args.path)
     document = io.io_document(args.path, files, io.io_sweep(files, readers))
     _report(document, args.io_json, args.io_out, io.format_io)
