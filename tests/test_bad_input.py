@@ -87,6 +87,11 @@ class Env:
         """The generic Slurm cluster profile with `change` appended."""
         return self.file(name, (REPO / "hpc" / "clusters" / "generic-slurm.yaml").read_bytes() + change)
 
+    def bundle(self) -> str:
+        """The shared run exported as a classify bundle."""
+        assert semhpc_main(["export", str(self.run), str(self.tmp / "bundle")]) == 0
+        return str(self.tmp / "bundle")
+
     def resume(self, run: Path, *sets: str) -> list[str]:
         return ["train", "--resume", str(run), *[arg for text in sets for arg in ("--set", text)]]
 
@@ -179,6 +184,9 @@ TABLE = [
      "m.yaml: class map is not a regular file"),
     ("submit: cluster profile is a FIFO", lambda env: ["submit", "--cluster", env.fifo("site.yaml"), "--job", "train",
                                                       "--dry-run"], "unknown cluster"),
+    ("classify: the input is a FIFO", lambda env: ["classify", "--model", env.bundle(), "--input", env.fifo("in"),
+                                                  "--out", str(env.tmp / "out")],
+     "in: not a folder, image or list file (FIFO); not read"),
     ("train: manifest.json is a FIFO", lambda env: env.train(data=env.data_copy(fifo="manifest.json")),
      "manifest.json: cannot read the manifest: not a regular file (FIFO)"),
     ("data report: a shard is a FIFO", lambda env: ["data", "report", str(env.data_copy(fifo="test-00000-of-00001.tfrecord"))],

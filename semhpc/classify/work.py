@@ -36,6 +36,7 @@ from typing import Callable
 from semhpc.data.rank_work import EXIT_INTERNAL_ERROR
 from semhpc.data.source_tree import IMAGE_SUFFIXES, find_images, is_image_name
 from semhpc.utils.errors import SemhpcError
+from semhpc.utils.files import kind_of
 from semhpc.utils.mpi import POLL_SECONDS, World, wait_for_message
 
 REQUEST, ASSIGN, DONE = 1, 2, 3  # message tags (semhpc.utils.mpi.TAG_SHARE is 4)
@@ -84,6 +85,8 @@ def discover_inputs(source: str | os.PathLike) -> Inputs:
         if not paths:
             raise SemhpcError(f"{source}: the list names no files")
         return Inputs(sorted(set(paths)), [])
+    if source.exists():  # a FIFO or device: never opened (a FIFO would block the read)
+        raise SemhpcError(f"{source}: not a folder, image or list file ({kind_of(source.stat().st_mode)}); not read")
     raise SemhpcError(f"{source}: no such folder or list file")
 
 
