@@ -50,15 +50,20 @@ class Env:
                             "--shards-per-split", "1"]) == 0
         return out
 
-    def data_copy(self, truncate: str | None = None, forget_lengths: bool = False, fifo: str | None = None) -> Path:
+    def data_copy(self, truncate: str | None = None, forget_lengths: bool = False, fifo: str | None = None,
+                  flip: str | None = None) -> Path:
         """A copy of the dataset; `truncate` names a shard cut to half its length; `forget_lengths`
         drops ingest's state (the recorded lengths), as a copy without hidden folders would;
-        `fifo` names a file replaced by a FIFO."""
+        `fifo` names a file replaced by a FIFO; `flip` a shard with one byte inverted mid-file."""
         copy = self.tmp / "data-copy"
         shutil.copytree(self.data, copy)
         if truncate:
             shard = copy / truncate
             shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+        if flip:
+            damaged = bytearray((copy / flip).read_bytes())
+            damaged[len(damaged) // 2] ^= 0xFF
+            (copy / flip).write_bytes(bytes(damaged))
         if forget_lengths:
             shutil.rmtree(copy / ".ingest")
         if fifo:
@@ -125,6 +130,12 @@ TABLE = [
     ("data report: truncated shard", lambda env: ["data", "report",
                                                   str(env.data_copy("validation-00000-of-00001.tfrecord"))],
      "validation-00000-of-00001.tfrecord: TFRecord shard is truncated"),
+    ("train, no cache: a record's checksum fails mid-run", lambda env: env.train(
+        "data.cache=false", data=env.data_copy(flip="train-00000-of-00001.tfrecord")),
+     "a TFRecord shard is damaged (corrupted record at"),
+    ("data report: a record's checksum fails", lambda env: ["data", "report",
+                                                           str(env.data_copy(flip="train-00000-of-00001.tfrecord"))],
+     "train-00000-of-00001.tfrecord: damaged TFRecord shard (corrupted record at"),
     # YAML inputs (item 8 and the class): UTF-8 only, a bad byte named with its offset; no key twice.
     ("train: config with a non-UTF-8 byte", lambda env: ["train", "--config", env.file("c.yaml", b"train:\n  lr: 0.1 # caf\xe9\n")],
      "c.yaml: config file is not UTF-8 text: byte 0xe9 at offset 22 (line 2)"),

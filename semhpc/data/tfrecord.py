@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import os
+import re
 
 import numpy as np
 
@@ -110,8 +111,15 @@ def read_records(shard_path) -> list[bytes]:
     try:
         return list(tf.data.TFRecordDataset(str(shard_path)).as_numpy_iterator())
     except tf.errors.OpError as exc:  # a bad checksum: the length is right, the bytes are not
-        raise SemhpcError(f"{display_path(shard_path)}: damaged TFRecord shard ({exc.message.splitlines()[0]}); "
+        raise SemhpcError(f"{display_path(shard_path)}: damaged TFRecord shard ({damage_reason(exc)}); "
                           f"delete it and {_repair_advice(shard_path)}") from None
+
+
+def damage_reason(exc) -> str:
+    """"corrupted record at 48329" out of TensorFlow's message for a bad record."""
+    message = getattr(exc, "message", None) or str(exc)
+    found = re.search(r"(?:corrupted|truncated) record at \d+", message)
+    return found.group(0) if found else (message.strip().splitlines() or ["damaged record"])[0]
 
 
 def check_shard(shard_path, expected_bytes: int | None = None) -> None:

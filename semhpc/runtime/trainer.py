@@ -38,7 +38,23 @@ def train(cfg: Config, resume: bool = False) -> dict:
     except BaseException as exc:
         if world.is_root and status_owned_by_me(run_dir):  # never touch another run's status
             write_status(run_dir, "failed", None, error=f"{type(exc).__name__}: {exc}")
+        damaged = _damaged_record(exc, cfg.data.dir)
+        if damaged is not None:
+            raise damaged from None
         raise
+
+
+def _damaged_record(exc: BaseException, data_dir) -> SemhpcError | None:
+    """A record whose checksum fails (the shard's length is right, so the check before the first
+    step passed): one line saying how to find and repair the shard, else None."""
+    import tensorflow as tf
+
+    if not isinstance(exc, tf.errors.DataLossError):
+        return None
+    from semhpc.data.tfrecord import damage_reason
+
+    return SemhpcError(f"{data_dir}: a TFRecord shard is damaged ({damage_reason(exc)}); `semhpc data report "
+                       f"{data_dir}` names it: delete that shard and rerun `semhpc ingest SRC {data_dir}` to rewrite it")
 
 
 def _train(cfg: Config, resume: bool, world, run_dir: Path) -> dict:
