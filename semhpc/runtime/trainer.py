@@ -49,12 +49,13 @@ def _damaged_record(exc: BaseException, data_dir) -> SemhpcError | None:
     step passed): one line saying how to find and repair the shard, else None."""
     import tensorflow as tf
 
-    if not isinstance(exc, tf.errors.DataLossError):
-        return None
     from semhpc.data.tfrecord import damage_reason
 
+    if not isinstance(exc, tf.errors.DataLossError):
+        return None
     return SemhpcError(f"{data_dir}: a TFRecord shard is damaged ({damage_reason(exc)}); `semhpc data report "
-                       f"{data_dir}` names it: delete that shard and rerun `semhpc ingest SRC {data_dir}` to rewrite it")
+                       f"{data_dir}` names it: delete that shard and rerun `semhpc ingest SRC {data_dir}` "
+                       "to rewrite it")
 
 
 def _train(cfg: Config, resume: bool, world, run_dir: Path) -> dict:
