@@ -14,7 +14,7 @@ import os
 import sys
 
 from semhpc import __version__
-from semhpc.utils.errors import SemhpcError
+from semhpc.utils.errors import WRITE_FAILURES, SemhpcError
 
 COMMANDS = (
     "doctor",
@@ -41,9 +41,21 @@ COMMANDS = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line (`semhpc CMD: error: argument --x: ...`) and
+    exit status 2, like every other user error, instead of the usage text and a SystemExit."""
+
+    def error(self, message):
+        raise _CommandLineError(f"{self.prog}: error: {message} (see {self.prog} --help)")
+
+
+class _CommandLineError(Exception):
+    pass
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The full parser, or (when `only` names a command) one that imports just that command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="semhpc",
         description="Train, benchmark and deploy SEM image classifiers with Horovod on HPC clusters.",
     )
@@ -64,16 +76,56 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = sys.argv[1:] if argv is None else list(argv)
     only = argv[0] if argv and argv[0] in COMMANDS else None
-    args = build_parser(only).parse_args(argv)
+    try:
+        args = build_parser(only).parse_args(argv)
+    except _CommandLineError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     try:
         return int(args._main(args) or 0)
     except SemhpcError as exc:
         # Expected failures (bad config, missing data, wrong stack): one line, no traceback.
+        _close_progress_bars()
         print(f"semhpc {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        # A full disk, a quota, a read-only or forbidden folder met by a write not made through
+        # semhpc.utils.atomic (TensorFlow's checkpoint writer, an appended log): still one line.
+        failure = _write_failure(exc)
+        if failure is None:
+            raise
+        _close_progress_bars()
+        print(f"semhpc {args.command}: error: {failure}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
+        _close_progress_bars()
         print(f"semhpc {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _close_progress_bars() -> None:
+    progress = sys.modules.get("semhpc.utils.progress")  # not imported: no bar was ever shown
+    if progress is not None:
+        progress.close_all()
+
+
+def _write_failure(exc: Exception) -> str | None:
+    """"PATH: no space left on device" when `exc` is a write failure the user must fix, else None.
+
+    An OSError carries its errno (and usually the file); TensorFlow's errors only a message
+    "PATH; No space left on device"."""
+    if isinstance(exc, OSError):
+        if exc.errno not in WRITE_FAILURES:
+            return None
+        where = f"{os.fsdecode(exc.filename)}: " if exc.filename else ""
+        return where + WRITE_FAILURES[exc.errno]
+    message = getattr(exc, "message", None)
+    if not type(exc).__module__.startswith("tensorflow") or not isinstance(message, str) or not message.strip():
+        return None
+    path, _, reason = message.strip().splitlines()[0].rpartition("; ")
+    if reason.lower() not in WRITE_FAILURES.values():
+        return None
+    return f"{path}: {reason.lower()}" if path else reason.lower()
 
 
 if __name__ == "__main__":  # pragma: no cover

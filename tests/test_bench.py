@@ -105,17 +105,18 @@ def test_sweep_table_compares_each_phase_with_its_first_point():
     assert forward["efficiency"].tolist() == pytest.approx([1.0, 1.0, 0.5])
 
 
-@pytest.mark.parametrize("text", ["", "0,1", "2,1", "1,1", "one"])
+@pytest.mark.parametrize("text", ["", "0,1", "2,1", "1,1", "one", "1,5000"])
 def test_bad_count_lists_are_refused(text):
     with pytest.raises(SemhpcError, match="--sweep"):
-        parse_counts(text, "--sweep")
+        parse_counts(text, "--sweep", 4096)
 
 
 def test_warmup_zero_is_one_clear_line():
     out = semhpc("bench", "--warmup", "0")
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
-        "semhpc bench: error: --warmup 0: must be at least 1 (the first batch compiles the step)"]
+        "semhpc bench: error: argument --warmup: 0 is out of range: must be between 1 and 10000 "
+        "(see semhpc bench --help)"]
 
 
 def test_io_bench_reads_every_tiff_with_each_reader_count(tmp_path):

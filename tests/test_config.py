@@ -31,6 +31,30 @@ def test_yaml_then_override_precedence(tmp_path):
     assert cfg.train.epochs == SCHEMA["train"]["epochs"].default
 
 
+def test_every_number_has_a_range_that_contains_its_default():
+    for section, fields in SCHEMA.items():
+        for key, field in fields.items():
+            if field.kind in ("int", "float", "list[int]", "list[float]"):
+                assert field.minimum is not None and field.maximum is not None, f"{section}.{key}"
+                values = field.default if isinstance(field.default, list) else [field.default]
+                assert all(field.minimum <= value <= field.maximum for value in values), f"{section}.{key}"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.image_size=99999999", "data.image_size = 99999999 must be between 16 and 1024"),
+    ("model.dropout=1.5", "model.dropout = 1.5 must be between 0 and 0.9"),
+    ("train.lr=.nan", "train.lr = nan must be between 0 and 10"),
+    ("train.seed=-1", "train.seed = -1 must be between 0 and 2147483647"),
+    ("ingest.size=[100000, 100000]", "ingest.size = [100000, 100000] must be between 16 and 4096"),
+    ("ingest.size=[128, 96, 3]", "ingest.size = [128, 96, 3] must hold 2 items"),
+    ("train.num_epochs_per_decay=0", "must be between 0.01 and 100000"),
+])
+def test_numbers_out_of_range_are_one_line(override, message):
+    with pytest.raises(SemhpcError) as err:
+        load_config(overrides=[override])
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
 def test_int_is_accepted_for_float_but_not_bool():
     assert load_config(overrides=["train.lr=1"]).train.lr == 1.0
     with pytest.raises(SemhpcError, match=r"train.lr = True is not a valid float"):
@@ -42,7 +66,7 @@ def test_int_is_accepted_for_float_but_not_bool():
     ("trian:\n  epochs: 4\n", "unknown section 'trian'; did you mean 'train'?"),
     ("train:\n  batch_size: four\n", "train.batch_size = 'four' is not a valid int"),
     ("train:\n  optimizer: lamb\n", "train.optimizer = 'lamb' must be one of: rmsprop, sgd, adam"),
-    ("train:\n  epochs: 0\n", "train.epochs = 0 must be >= 1"),
+    ("train:\n  epochs: 0\n", "train.epochs = 0 must be between 1 and 100000"),
     ("synth:\n  size: [64, x]\n", "synth.size = [64, 'x'] is not a valid list[int]"),
     ("- just\n- a list\n", "top level must be a mapping"),
     ("train: [1, 2]\n", "section 'train' must be a mapping"),

@@ -109,11 +109,11 @@ def test_rerun_after_interruption_writes_only_missing_shards(tmp_path):
     assert ingest(tmp_path / "src", out, "--shards-per-split", 3) == 0
     complete_manifest, stamps = read_manifest(out), shard_stamps(out)
     shards = sorted(stamps)
-    # The states kill -9 can leave: a shard never written, a shard renamed but its result not yet
-    # saved, a half-written temporary file, no manifest.
+    # The states kill -9 can leave: a shard never written, a shard whose journal entry is saved but
+    # which was not yet renamed into place, a half-written temporary file, no manifest.
     (out / shards[0]).unlink()
     (out / ".ingest" / f"{shards[0]}.json").unlink()
-    (out / ".ingest" / f"{shards[1]}.json").unlink()
+    (out / shards[1]).unlink()
     (out / f".{shards[2]}.abc123.tmp").write_bytes(b"half a shard")
     (out / "manifest.json").unlink()
     assert ingest(tmp_path / "src", out, "--shards-per-split", 3) == 0
@@ -121,6 +121,30 @@ def test_rerun_after_interruption_writes_only_missing_shards(tmp_path):
     assert {name for name in shards if after[name] != stamps[name]} == {shards[0], shards[1]}
     assert read_manifest(out) == complete_manifest
     assert not list(out.glob(".*.tmp"))
+
+
+def test_foreign_files_in_out_are_never_deleted_and_refused(tmp_path, capsys):
+    write_tree(tmp_path / "src", per_class=2)
+    out = tmp_path / "out"
+    assert ingest(tmp_path / "src", out, "--shards-per-split", 3) == 0
+    foreign = out / "train-00007-of-00009.tfrecord"  # looks like a shard, was not written by this ingest
+    foreign.write_bytes(b"someone else's records")
+    capsys.readouterr()
+    assert ingest(tmp_path / "src", out, "--shards-per-split", 2) == 2
+    assert f"{foreign}: looks like a shard, but this dataset's journal" in capsys.readouterr().err
+    assert foreign.read_bytes() == b"someone else's records"
+    foreign.unlink()
+    assert ingest(tmp_path / "src", out, "--shards-per-split", 2) == 0  # the old plan's shards are ours: removed
+    assert sorted(path.name for path in out.glob("*.tfrecord")) == sorted(
+        f"{split}-0000{index}-of-00002.tfrecord" for split in ("train", "validation", "test") for index in (0, 1))
+
+    elsewhere = tmp_path / "not-a-dataset"
+    elsewhere.mkdir()
+    (elsewhere / "test-00000-of-00001.tfrecord").write_bytes(b"x")
+    (elsewhere / "notes.txt").write_text("mine")
+    assert ingest(tmp_path / "src", elsewhere) == 2
+    assert "holds files semhpc ingest did not write (notes.txt, test-00000-of-00001.tfrecord)" in capsys.readouterr().err
+    assert sorted(path.name for path in elsewhere.iterdir()) == ["notes.txt", "test-00000-of-00001.tfrecord"]
 
 
 def test_fewer_shards_than_before_removes_the_old_ones(tmp_path):
@@ -193,6 +217,24 @@ def test_folder_links_never_read_an_image_twice_or_under_another_class(tmp_path)
     assert len(errors) == 2
 
 
+def test_a_link_to_a_skipped_folder_of_src_is_not_followed_and_errors_csv_says_so(tmp_path):
+    src = tmp_path / "src"
+    write_tree(src, per_class=2, classes=["Particles", "Powder"])
+    write_image(src / "Misc" / "misc_000.tif", gradient(24, 32, seed=7))  # not a category: skipped
+    (src / "Powder" / "more").symlink_to("../Misc")  # inside SRC, outside the Powder category
+    outside = tmp_path / "elsewhere" / "batch7"  # a sub-collection linked in from outside SRC
+    write_image(outside / "powder_ext.tif", gradient(24, 32, seed=8))
+    (src / "Powder" / "batch7").symlink_to(outside)
+    assert ingest(src, tmp_path / "out") == 1
+    paths = {record["path"].decode() for record in read_records(tmp_path / "out")}
+    assert "Powder/batch7/powder_ext.tif" in paths
+    assert not any("misc_000" in path for path in paths)  # skipped means: not in the dataset
+    errors = read_errors(tmp_path / "out")
+    assert errors[display_path(src / "Misc")].startswith("unknown category folder 'Misc'")
+    assert errors[display_path(src / "Powder" / "more")].startswith(f"link to '{src / 'Misc'}', a folder of the source")
+    assert len(errors) == 2
+
+
 def test_split_does_not_depend_on_the_category_folder(tmp_path):
     for folder in ("Pillars", "Patterned_surface"):
         for index in range(12):
@@ -212,7 +254,7 @@ def test_split_does_not_depend_on_the_category_folder(tmp_path):
     ("no category folders", "no images to ingest"),
     ("output is a file", "output exists and is not a folder"),
     ("output inside source", "must not be inside the source folder"),
-    ("bad size", "--size '12x': need WIDTHxHEIGHT"),
+    ("bad size", "argument --size: '12x': expected WIDTHxHEIGHT"),
     ("bad split", "must sum to 1"),
 ])
 def test_user_errors_are_one_line_naming_the_problem(tmp_path, capsys, case, message):
@@ -386,9 +428,12 @@ def test_user_error_under_mpi_is_reported_once_with_exit_2(tmp_path):
 @pytest.mark.mpi
 def test_a_failing_rank_ends_the_job_instead_of_hanging(tmp_path):
     write_tree(tmp_path / "src", per_class=2)
-    # A folder where a shard must go: the rank writing that shard fails.
+    # A folder where a shard must go (with a journal entry, as if an earlier ingest had put it
+    # there): the rank writing that shard fails.
     for split in ("train", "validation", "test"):
         (tmp_path / "out" / f"{split}-00000-of-00001.tfrecord").mkdir(parents=True)
+        (tmp_path / "out" / ".ingest").mkdir(exist_ok=True)
+        (tmp_path / "out" / ".ingest" / f"{split}-00000-of-00001.tfrecord.json").write_text("{}")
     result = run_semhpc("ingest", tmp_path / "src", tmp_path / "out", "--shards-per-split", 1, mpi_ranks=2,
                         timeout=120)
     assert result.returncode == 2

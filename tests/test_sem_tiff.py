@@ -27,7 +27,7 @@ from sem_fixtures import (
 )
 
 from semhpc.cli import main as semhpc_main
-from semhpc.data import sem_tiff
+from semhpc.utils import files
 from semhpc.data.sem_tiff import MAX_PIXELS, MIN_SIDE, SemReadError, display_path, read_metadata, read_sem_tiff
 
 needs_samples = pytest.mark.skipif(not REAL_SAMPLES.is_dir(), reason=f"real SEM samples not found at {REAL_SAMPLES}")
@@ -239,6 +239,29 @@ def test_malformed_zeiss_metadata_nulls_only_the_affected_field(tmp_path, change
         assert len(image.warnings) == 1 and warning in image.warnings[0], image.warnings
 
 
+@pytest.mark.parametrize("tags, width, pixel_size", [
+    ({"ap_image_pixel_size": "Image Pixel Size = 8.934 nm", "ap_pixel_size": "Pixel Size = 4.467 nm"}, 512, 8.934e-9),
+    ({"ap_pixel_size": "Pixel Size = 4.467 nm"}, 512, 8.934e-9),  # older SmartSEM: for a 1024-wide frame
+    ({"ap_pixel_size": "Pixel Size = 4.467 nm"}, 2048, 2.2335e-9),
+    ({"ap_pixel_size": "Pixel Size = 4.467 nm"}, 1024, 4.467e-9),
+])
+def test_zeiss_pixel_size_refers_to_the_image_width(tmp_path, tags, width, pixel_size):
+    params = {key: line for key, line in ZEISS_PARAMS.items() if key != "ap_image_pixel_size"}
+    write_zeiss_tiff(tmp_path / "zeiss.tif", gradient(16, width), {**params, **tags})
+    image = read_both(tmp_path / "zeiss.tif")
+    assert image.meta["pixel_size_m"] == pytest.approx(pixel_size)
+    assert image.warnings == []
+
+
+def test_zeiss_without_any_pixel_size_warns_once(tmp_path):
+    params = {key: line for key, line in ZEISS_PARAMS.items() if key != "ap_image_pixel_size"}
+    write_zeiss_tiff(tmp_path / "zeiss.tif", gradient(16, 40), params)
+    image = read_both(tmp_path / "zeiss.tif")
+    assert image.meta["pixel_size_m"] is None
+    assert image.warnings == ["pixel_size_m unknown: Zeiss ap_image_pixel_size and Zeiss ap_pixel_size "
+                              "missing or empty"]
+
+
 def test_unknown_vendor_gives_generic_fields(tmp_path):
     original = gradient(20, 30)
     write_generic_tiff(tmp_path / "plain.tif", original, datetime="2021:05:04 10:11:12",
@@ -420,7 +443,7 @@ def test_unreadable_file_is_reported(tmp_path, monkeypatch):
         def denied(file, *args, **kwargs):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), file)
 
-        monkeypatch.setattr(sem_tiff, "open", denied, raising=False)
+        monkeypatch.setattr(files, "open", denied, raising=False)  # the reader opens through utils.files
     with pytest.raises(SemReadError, match=r"locked\.tif: cannot open: Permission denied$"):
         read_sem_tiff(path)
 

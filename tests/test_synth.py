@@ -228,10 +228,10 @@ def test_cli_matches_the_library_in_a_fresh_process(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--per-class", "0"], "per-class = 0: need an integer >= 1"),
-    (["--per-class", "1", "--size", "64by48"], "--size '64by48': expected WIDTHxHEIGHT"),
-    (["--per-class", "1", "--size", "8x48"], "size 8x48: each side must be at least 16 pixels"),
-    (["--per-class", "1", "--seed", "-1"], "seed = -1: need an integer >= 0"),
+    (["--per-class", "0"], "argument --per-class: 0 is out of range: must be between 1 and 100000"),
+    (["--per-class", "1", "--size", "64by48"], "argument --size: '64by48': expected WIDTHxHEIGHT"),
+    (["--per-class", "1", "--size", "8x48"], "argument --size: '8x48': each side must be between 16 and 4096"),
+    (["--per-class", "1", "--seed", "-1"], "argument --seed: -1 is out of range: must be between 0 and 2147483647"),
 ])
 def test_cli_bad_arguments_give_one_error_line(tmp_path, capsys, args, message):
     assert semhpc_main(["synth", str(tmp_path / "out"), *args]) == 2

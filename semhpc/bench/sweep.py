@@ -29,14 +29,16 @@ SWEEP_COLUMNS = ["model", "phase", "workers", "threads", "batch_size", "image_si
                  "seconds_per_batch_std", "images_per_sec", "images_per_sec_per_rank", "speedup", "efficiency"]
 
 
-def parse_counts(text: str, option: str) -> list[int]:
-    """'1,2,4' -> [1, 2, 4]; positive, distinct and increasing, else one SemhpcError line."""
+def parse_counts(text: str, option: str, most: int) -> list[int]:
+    """'1,2,4' -> [1, 2, 4]; positive, distinct, increasing and at most `most`, else one SemhpcError line."""
     try:
         counts = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise SemhpcError(f"{option} {text!r}: expected comma-separated whole numbers like 1,2,4") from None
     if not counts or min(counts) < 1 or counts != sorted(set(counts)):
         raise SemhpcError(f"{option} {text!r}: counts must be positive and increasing, like 1,2,4")
+    if counts[-1] > most:
+        raise SemhpcError(f"{option} {text!r}: {counts[-1]} is out of range: at most {most}")
     return counts
 
 

@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Callable
 
 from semhpc.data.rank_work import EXIT_INTERNAL_ERROR
-from semhpc.data.sem_tiff import display_path
 from semhpc.data.source_tree import IMAGE_SUFFIXES, find_images, is_image_name
 from semhpc.utils.errors import SemhpcError
+from semhpc.utils.files import kind_of
 from semhpc.utils.mpi import POLL_SECONDS, World, wait_for_message
 
 REQUEST, ASSIGN, DONE = 1, 2, 3  # message tags (semhpc.utils.mpi.TAG_SHARE is 4)
@@ -85,6 +85,8 @@ def discover_inputs(source: str | os.PathLike) -> Inputs:
         if not paths:
             raise SemhpcError(f"{source}: the list names no files")
         return Inputs(sorted(set(paths)), [])
+    if source.exists():  # a FIFO or device: never opened (a FIFO would block the read)
+        raise SemhpcError(f"{source}: not a folder, image or list file ({kind_of(source.stat().st_mode)}); not read")
     raise SemhpcError(f"{source}: no such folder or list file")
 
 
@@ -105,8 +107,11 @@ def make_chunks(paths: list[str], chunk_size: int) -> list[Chunk]:
 
 
 def output_key(path: str) -> str:
-    """How a path is written in the outputs (and matched on resume): printable, never fails to encode."""
-    return display_path(path)
+    """How a path is written in the outputs and matched on resume: printable, and one key per exact
+    path. A byte that is not UTF-8 appears as `\\xe9` and a backslash is doubled, so a file whose
+    name holds the raw byte 0xE9 and one whose name holds the four characters `\\xe9` get distinct
+    keys (`\\xe9` and `\\\\xe9`) and never share a row."""
+    return os.fsencode(path).replace(b"\\", b"\\\\").decode("utf-8", "backslashreplace")
 
 
 class LocalWork:

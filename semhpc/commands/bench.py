@@ -13,11 +13,14 @@ config the image size is the model's default input size.
 
 from __future__ import annotations
 
+from semhpc.utils import options
+
 HELP = "Benchmark training throughput, rank and thread scaling, or storage read throughput."
 
 # The thesis' convnet-benchmarks protocol (REFERENCE §4): AlexNet, batch 128, 227 px, 50 batches.
 PROTOCOLS = {"convnet": {"model": "alexnet", "batch_size": 128, "image_size": 227, "batches": 50, "mode": "both"}}
 DEFAULT_BATCHES = 20
+MAX_READERS = 256  # concurrent reader processes of `bench io`
 DEFAULT_WARMUP = 3
 
 
@@ -28,10 +31,14 @@ def add_arguments(parser) -> None:
 
     add_config_arguments(parser)
     parser.add_argument("--model", help="registry model (default: the config's, densenet28)")
-    parser.add_argument("--image-size", type=int, help="input size in pixels (default: the model's)")
-    parser.add_argument("--batch-size", type=int, help="images per rank per batch (default: the config's, 16)")
-    parser.add_argument("--batches", type=int, help=f"timed batches per phase (default {DEFAULT_BATCHES})")
-    parser.add_argument("--warmup", type=int, help=f"untimed batches first, >= 1 (default {DEFAULT_WARMUP})")
+    parser.add_argument("--image-size", type=options.bounded_int(options.MIN_SIDE, options.MAX_INPUT_SIZE),
+                        help="input size in pixels (default: the model's)")
+    parser.add_argument("--batch-size", type=options.bounded_int(1, options.MAX_BATCH),
+                        help="images per rank per batch (default: the config's, 16)")
+    parser.add_argument("--batches", type=options.bounded_int(1, 100_000),
+                        help=f"timed batches per phase (default {DEFAULT_BATCHES})")
+    parser.add_argument("--warmup", type=options.bounded_int(1, 10_000),
+                        help=f"untimed batches first, >= 1 (default {DEFAULT_WARMUP})")
     parser.add_argument("--mode", choices=MODES,
                         help="forward, train (forward+backward+update) or both (default both; sweeps: train)")
     parser.add_argument("--data-format", choices=DATA_FORMATS, default="channels_last",
@@ -41,7 +48,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--threads", help="intra-op threads per rank; a list like 1,2 runs a thread sweep "
                                           "(default: one per core the rank is bound to)")
     parser.add_argument("--sweep", metavar="RANKS", help="rank counts like 1,2,4: a scaling sweep under mpirun")
-    parser.add_argument("--cores-per-rank", type=int, default=1, help="cores bound to each rank in --sweep (default 1)")
+    parser.add_argument("--cores-per-rank", type=options.bounded_int(1, options.MAX_CORES),
+                        default=1, help="cores bound to each rank in --sweep (default 1)")
     parser.add_argument("--json", action="store_true", help="print the JSON document instead of the table")
     parser.add_argument("--out", help="write the JSON document here (a sweep: a folder for sweep.csv/json/png)")
     targets = parser.add_subparsers(dest="target", metavar="io")
@@ -59,13 +67,13 @@ def main(args) -> int:
         return _io(args)
     from semhpc.bench.sweep import parse_counts
 
-    threads = parse_counts(args.threads, "--threads") if args.threads else []
+    threads = parse_counts(args.threads, "--threads", options.MAX_CORES) if args.threads else []
     if args.sweep and len(threads) > 1:
         from semhpc.utils.errors import SemhpcError
 
         raise SemhpcError("--sweep and a --threads list: sweep one thing at a time")
     if args.sweep:
-        return _sweep(args, "rank_sweep", parse_counts(args.sweep, "--sweep"), threads)
+        return _sweep(args, "rank_sweep", parse_counts(args.sweep, "--sweep", options.MAX_RANKS), threads)
     if len(threads) > 1:
         return _sweep(args, "thread_sweep", threads)
     return _point(args, threads[0] if threads else 0)
@@ -73,8 +81,6 @@ def main(args) -> int:
 
 def point_settings(args, sweeping: bool = False) -> dict:
     """Model, sizes, batches and mode from the flags, else the protocol, else the defaults."""
-    from semhpc.utils.errors import SemhpcError
-
     protocol = PROTOCOLS.get(args.protocol, {})
 
     def pick(name, default):
@@ -85,11 +91,7 @@ def point_settings(args, sweeping: bool = False) -> dict:
                 "batch_size": pick("batch_size", None), "batches": pick("batches", DEFAULT_BATCHES),
                 "warmup": pick("warmup", DEFAULT_WARMUP), "mode": pick("mode", "train" if sweeping else "both"),
                 "data_format": args.data_format}
-    if settings["batches"] < 1:
-        raise SemhpcError(f"--batches {settings['batches']}: must be at least 1")
-    if settings["warmup"] < 1:
-        raise SemhpcError(f"--warmup {settings['warmup']}: must be at least 1 (the first batch compiles the step)")
-    return settings
+    return settings  # --batches and --warmup are range-checked by argparse (>= 1: the first batch compiles)
 
 
 def resolve_config(args, settings: dict, threads: int = 0):
@@ -172,7 +174,7 @@ def _io(args) -> int:
     from semhpc.bench import io
     from semhpc.bench.sweep import parse_counts
 
-    readers = parse_counts(args.readers, "--readers")
+    readers = parse_counts(args.readers, "--readers", MAX_READERS)
     files = io.find_files(args.path)
     document = io.io_document(args.path, files, io.io_sweep(files, readers))
     _report(document, args.io_json, args.io_out, io.format_io)

@@ -6,6 +6,8 @@ suggested `--auto` / `--suggest` thresholds for `semhpc classify`.
 
 from __future__ import annotations
 
+from semhpc.utils import options
+
 HELP = "Calibrate the auto/suggest/manual thresholds of a bundle on a labelled split (JSON + PNG)."
 
 
@@ -15,13 +17,15 @@ def add_arguments(parser) -> None:
                         help="ingested dataset (default: data.dir of the bundle's training config)")
     parser.add_argument("--split", default="test", choices=("train", "validation", "test"))
     parser.add_argument("--out", help="folder for calibration-<split>.json/.png (default: BUNDLE/calibration)")
-    parser.add_argument("--target-precision", type=float, default=0.95,
+    parser.add_argument("--target-precision", type=options.bounded_float(0.0, 1.0), default=0.95,
                         help="wanted share of correct labels among `auto` decisions (default 0.95)")
-    parser.add_argument("--suggest-precision", type=float, default=0.8,
+    parser.add_argument("--suggest-precision", type=options.bounded_float(0.0, 1.0), default=0.8,
                         help="wanted share of `suggest` decisions with the right label in the top two (default 0.8)")
-    parser.add_argument("--auto", type=float, default=0.9, help="current auto threshold, for comparison")
-    parser.add_argument("--suggest", type=float, default=0.35, help="current suggest threshold, for comparison")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--auto", type=options.bounded_float(0.0, 1.0),
+                        default=0.9, help="current auto threshold, for comparison")
+    parser.add_argument("--suggest", type=options.bounded_float(0.0, 1.0),
+                        default=0.35, help="current suggest threshold, for comparison")
+    parser.add_argument("--batch-size", type=options.bounded_int(1, options.MAX_BATCH), default=32)
 
 
 def main(args) -> int:

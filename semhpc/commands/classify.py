@@ -8,6 +8,8 @@ Exit status: 0 all classified, 1 some files in OUT/errors.csv (the rest classifi
 
 from __future__ import annotations
 
+from semhpc.utils import options
+
 HELP = "Classify SEM images with an exported model (top-5, auto/suggest/manual); resumable, MPI-parallel."
 
 
@@ -20,12 +22,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="output folder: predictions.csv/.jsonl, errors.csv, ...")
     parser.add_argument("--hdf5", metavar="DIR",
                         help="also store the result in each image's NFFA HDF5 file below DIR (from `semhpc hdf5`)")
-    parser.add_argument("--batch-size", type=_positive_int, default=32, help="images per forward pass (default 32)")
-    parser.add_argument("--chunk-size", type=_positive_int,
+    parser.add_argument("--batch-size", type=options.bounded_int(1, options.MAX_BATCH),
+                        default=32, help="images per forward pass (default 32)")
+    parser.add_argument("--chunk-size", type=options.bounded_int(1, 1_000_000),
                         help="files per work unit handed to a rank and committed at once (default 2 batches)")
-    parser.add_argument("--auto", type=float, default=0.9, help="top-1 score from which the label is assigned "
-                        "automatically (default 0.9; see `semhpc calibrate`)")
-    parser.add_argument("--suggest", type=float, default=0.35,
+    parser.add_argument("--auto", type=options.bounded_float(0.0, 1.0), default=0.9,
+                        help="top-1 score from which the label is assigned automatically "
+                             "(default 0.9; see `semhpc calibrate`)")
+    parser.add_argument("--suggest", type=options.bounded_float(0.0, 1.0), default=0.35,
                         help="top-1 score from which the top two are suggested; below: manual (default 0.35)")
 
 
@@ -40,12 +44,3 @@ def main(args) -> int:
         hdf5_dir=Path(args.hdf5) if args.hdf5 else None, batch_size=args.batch_size,
         chunk_size=args.chunk_size, thresholds=Thresholds(auto=args.auto, suggest=args.suggest))
     return classify(settings)
-
-
-def _positive_int(text: str) -> int:
-    import argparse
-
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value

@@ -8,6 +8,8 @@ stamp of its parameters; ingest resumes by itself); training always runs afresh.
 
 from __future__ import annotations
 
+from semhpc.utils import options
+
 import json
 import shlex
 import shutil
@@ -22,7 +24,8 @@ def add_arguments(parser) -> None:
     from semhpc.commands.train import add_config_arguments
 
     add_config_arguments(parser)
-    parser.add_argument("-np", "--np", type=int, help="training ranks (default: launch.np of the config)")
+    parser.add_argument("-np", "--np", type=options.bounded_int(1, options.MAX_RANKS),
+                        help="training ranks (default: launch.np of the config)")
 
 
 def main(args) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from semhpc.utils import options
+
 HELP = "Evaluate a trained run: top-1/top-5, per-class precision/recall/F1, confusion matrix -> RUN_DIR/eval.json."
 
 
@@ -9,7 +11,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("run_dir", help="run directory written by `semhpc train`")
     parser.add_argument("--split", default="test", choices=("train", "validation", "test"))
     parser.add_argument("--data", help="dataset folder (default: data.dir of the run's config)")
-    parser.add_argument("--batch-size", type=int, default=32, help="images per rank per batch")
+    parser.add_argument("--batch-size", type=options.bounded_int(1, options.MAX_BATCH),
+                        default=32, help="images per rank per batch")
     parser.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
 
 

@@ -7,6 +7,8 @@ error, 3 internal error. Details in semhpc/data/ingest.py and docs/ingest.md.
 
 from __future__ import annotations
 
+from semhpc.utils import options
+
 from pathlib import Path
 
 HELP = ("Convert SRC/<Category>/*.tif into sharded TFRecords with a stable 80/10/10 split "
@@ -16,11 +18,11 @@ HELP = ("Convert SRC/<Category>/*.tif into sharded TFRecords with a stable 80/10
 def add_arguments(parser) -> None:
     parser.add_argument("source", metavar="SRC", help="folder with one sub-folder per category")
     parser.add_argument("out", metavar="OUT", help="dataset folder to write (manifest.json, shards, errors.csv)")
-    parser.add_argument("--size", metavar="WxH",
+    parser.add_argument("--size", type=options.image_size, metavar="WxH",
                         help="stored image size, e.g. 128x96 (default: keep each image's own size)")
     parser.add_argument("--split", default="0.8,0.1,0.1", metavar="TRAIN,VAL,TEST",
                         help="split fractions (default: 0.8,0.1,0.1); a file's split is a hash of its name")
-    parser.add_argument("--shards-per-split", type=int, metavar="K",
+    parser.add_argument("--shards-per-split", type=options.bounded_int(1, 10_000), metavar="K",
                         help="TFRecord shards per split (default: about 1000 images per shard)")
     parser.add_argument("--class-map", metavar="FILE.yaml",
                         help="folder -> class renames/merges and the class list (default: the ten "
@@ -32,30 +34,14 @@ def main(args) -> int:
     from semhpc.data.ingest import IngestSettings, ingest
     from semhpc.utils.mpi import mpi_world
     from semhpc.data.split import parse_fractions
-    from semhpc.utils.errors import SemhpcError
 
-    if args.shards_per_split is not None and args.shards_per_split < 1:
-        raise SemhpcError(f"--shards-per-split {args.shards_per_split}: need at least 1")
     settings = IngestSettings(
         source=Path(args.source),
         out=Path(args.out),
-        size=parse_size(args.size) if args.size else None,
+        size=args.size,
         fractions=parse_fractions(args.split),
         shards_per_split=args.shards_per_split,
         class_map=load_class_map(args.class_map),
     )
     return ingest(settings, mpi_world())
 
-
-def parse_size(text: str) -> tuple[int, int]:
-    """"128x96" -> (128, 96), each side at least the reader's minimum."""
-    from semhpc.data.sem_tiff import MIN_SIDE
-    from semhpc.utils.errors import SemhpcError
-
-    try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise SemhpcError(f"--size '{text}': need WIDTHxHEIGHT, e.g. 128x96") from None
-    if min(width, height) < MIN_SIDE:
-        raise SemhpcError(f"--size '{text}': each side must be at least {MIN_SIDE} pixels")
-    return width, height

@@ -9,6 +9,8 @@ On a cluster, the `jupyter` job of `semhpc submit` starts it on a compute node i
 
 from __future__ import annotations
 
+from semhpc.utils import options
+
 HELP = "Start JupyterLab on 127.0.0.1 with a token, opened on the notebooks folder; prints the URL."
 
 DEFAULT_PORT = 8888
@@ -16,7 +18,7 @@ DEFAULT_PORT = 8888
 
 def add_arguments(parser) -> None:
     parser.add_argument("--notebooks", help="notebooks folder (default: the repository's notebooks/)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+    parser.add_argument("--port", type=options.bounded_int(0, 65535), default=DEFAULT_PORT,
                         help=f"port on 127.0.0.1 (default {DEFAULT_PORT}, or a free one when taken; 0 = any free one)")
     parser.add_argument("--token", help="access token (default: a new random one)")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from semhpc.utils import options
+
 import os
 import sys
 
@@ -9,8 +11,10 @@ HELP = "Run a semhpc command (e.g. train) on N MPI ranks with fast CPU defaults;
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("-np", "--np", type=int, default=2, help="number of ranks (default 2)")
-    parser.add_argument("--cores-per-rank", type=int, default=1, help="cores (intra-op threads) per rank")
+    parser.add_argument("-np", "--np", type=options.bounded_int(1, options.MAX_RANKS),
+                        default=2, help="number of ranks (default 2)")
+    parser.add_argument("--cores-per-rank", type=options.bounded_int(1, options.MAX_CORES),
+                        default=1, help="cores (intra-op threads) per rank")
     parser.add_argument("-H", "--hosts", help="mpirun host list, e.g. node1:2,node2:2")
     parser.add_argument("--plain", action="store_true",
                         help="plain `mpirun --bind-to core` without the tuned defaults (for comparison)")

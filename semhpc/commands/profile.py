@@ -13,6 +13,8 @@ and definitions: `semhpc/bench/profile_report.py`.
 
 from __future__ import annotations
 
+from semhpc.utils import options
+
 HELP = "Per-layer profile of training steps: forward/backward/update per layer, plus input, communication, overhead."
 
 DEFAULT_STEPS = 20
@@ -25,19 +27,24 @@ def add_arguments(parser) -> None:
 
     add_config_arguments(parser)
     parser.add_argument("--model", help="registry model (default: the config's, densenet28)")
-    parser.add_argument("--image-size", type=int, help="input size in pixels (default: the config's, or the model's)")
-    parser.add_argument("--batch-size", type=int, help="images per rank per step (default: the config's, 16)")
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+    parser.add_argument("--image-size", type=options.bounded_int(options.MIN_SIDE, options.MAX_INPUT_SIZE),
+                        help="input size in pixels (default: the config's, or the model's)")
+    parser.add_argument("--batch-size", type=options.bounded_int(1, options.MAX_BATCH),
+                        help="images per rank per step (default: the config's, 16)")
+    parser.add_argument("--steps", type=options.bounded_int(1, 100_000), default=DEFAULT_STEPS,
                         help=f"profiled steps; as many again run unprofiled for the overhead (default {DEFAULT_STEPS})")
-    parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help=f"unrecorded steps first (default {DEFAULT_WARMUP})")
-    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
+    parser.add_argument("--warmup", type=options.bounded_int(0, 10_000),
+                        default=DEFAULT_WARMUP, help=f"unrecorded steps first (default {DEFAULT_WARMUP})")
+    parser.add_argument("--rounds", type=options.bounded_int(1, 1000), default=DEFAULT_ROUNDS,
                         help=f"alternate unprofiled and profiled blocks this many times (default {DEFAULT_ROUNDS})")
-    parser.add_argument("--threads", type=int, default=0, help="intra-op threads per rank (default: one per bound core)")
+    parser.add_argument("--threads", type=options.bounded_int(0, options.MAX_CORES),
+                        default=0, help="intra-op threads per rank (default: one per bound core)")
     parser.add_argument("--data", help="ingested dataset to train on (default: the config's data.dir with --config, "
                                        "else synthetic batches)")
     parser.add_argument("--out", help="output folder (default runs/profile-MODEL)")
     parser.add_argument("--json", action="store_true", help="print the summary JSON instead of the table")
-    parser.add_argument("--top", type=int, default=20, help="layer blocks in the table (default 20)")
+    parser.add_argument("--top", type=options.bounded_int(1, 10_000),
+                        default=20, help="layer blocks in the table (default 20)")
     parser.add_argument("--analyse", metavar="DIR",
                         help="summarise an existing profile folder or TensorFlow profiler trace instead of running")
 

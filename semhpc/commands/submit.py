@@ -6,6 +6,8 @@ each starting after the previous one ends, so no two points share (and disturb) 
 
 from __future__ import annotations
 
+from semhpc.utils import options
+
 HELP = "Render a batch job (train, bench, ingest, classify, jupyter) for a cluster profile and submit it."
 
 JOB_DIR = "semhpc-jobs"
@@ -18,8 +20,8 @@ def add_arguments(parser) -> None:
                         help="cluster profile name (hpc/clusters/, /etc/semhpc/clusters/, $SEMHPC_CLUSTERS) "
                              "or path to a profile .yaml")
     parser.add_argument("--job", required=True, choices=list(JOB_KINDS), help="what the job runs")
-    parser.add_argument("--nodes", type=int, help="nodes (default 1)")
-    parser.add_argument("--gpus-per-node", type=int,
+    parser.add_argument("--nodes", type=options.bounded_int(1, 10_000), help="nodes (default 1)")
+    parser.add_argument("--gpus-per-node", type=options.bounded_int(0, 64),
                         help="GPUs per node, one rank each (default: all of a GPU node's for train/bench/classify)")
     parser.add_argument("--walltime", help="e.g. 02:30:00, 1-12:00:00, 90m, 12h (default: the profile's)")
     parser.add_argument("--name", help="job name (default semhpc-KIND)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Iterable
@@ -18,6 +19,8 @@ import yaml
 from semhpc.config.schema import SCHEMA, Field, defaults
 from semhpc.utils import atomic
 from semhpc.utils.errors import SemhpcError
+from semhpc.utils.files import NotRegularFile, read_regular_bytes
+from semhpc.utils.options import number_text
 
 
 class Config(SimpleNamespace):
@@ -52,14 +55,13 @@ def read_yaml_mapping(path: Path, what: str = "config file",
     """The mapping at the top of the YAML file `path` ({} when empty), else one SemhpcError line.
 
     Shared by every YAML input (run configs, cluster profiles, class maps); `what` names the file
-    in the errors and `not_a_mapping` says what its top level should be.
+    in the errors and `not_a_mapping` says what its top level should be. The file must be UTF-8
+    (a bad byte is named with its offset) and no mapping may repeat a key: YAML would keep the
+    last value silently, so a config with `lr` twice trains with whichever comes later.
     """
-    if not path.is_file():
-        raise SemhpcError(f"{path}: {what} not found")
+    text = read_input_text(path, what)
     try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise SemhpcError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from exc
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 -- a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -70,6 +72,44 @@ def read_yaml_mapping(path: Path, what: str = "config file",
     if not isinstance(data, dict):
         raise SemhpcError(f"{path}: {not_a_mapping}, got {type(data).__name__}")
     return data
+
+
+def read_input_text(path: Path, what: str) -> str:
+    """The UTF-8 text of the input file `path`, else one SemhpcError line: missing, not a regular
+    file (a FIFO would block the read forever), unreadable, or a byte that is not UTF-8."""
+    try:
+        data = read_regular_bytes(path)
+    except FileNotFoundError:
+        raise SemhpcError(f"{path}: {what} not found") from None
+    except NotRegularFile as exc:
+        raise SemhpcError(f"{path}: {what} is not a regular file ({exc.kind}); not read") from None
+    except OSError as exc:
+        raise SemhpcError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from exc
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SemhpcError(f"{path}: {what} is not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} "
+                          f"(line {line})") from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key repeated in one mapping (the error names its line)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden: not a repeat
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key '{key}' (first on line {seen[key]})", key_node.start_mark)
+                seen[key] = key_node.start_mark.line + 1
+            except TypeError:  # an unhashable key: SafeLoader's own error says so
+                break
+        return super().construct_mapping(node, deep=deep)
 
 
 def _parse_override(text: str) -> tuple[str, str, Any]:
@@ -114,11 +154,21 @@ def _check(key: str, value: Any, field: Field, source: str) -> Any:
     if field.choices and converted not in field.choices:
         raise SemhpcError(f"{source}: {key} = {value!r} must be one of: {', '.join(field.choices)}")
     items = converted if isinstance(converted, list) else [converted]
-    if field.minimum is not None and any(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and v < field.minimum for v in items
-    ):
-        raise SemhpcError(f"{source}: {key} = {value!r} must be >= {field.minimum:g}")
+    if field.length is not None and len(items) != field.length:
+        raise SemhpcError(f"{source}: {key} = {value!r} must hold {field.length} items")
+    low = -math.inf if field.minimum is None else field.minimum
+    high = math.inf if field.maximum is None else field.maximum
+    if any(isinstance(v, (int, float)) and not low <= v <= high for v in items):  # NaN fails too
+        raise SemhpcError(f"{source}: {key} = {value!r} {_range_text(field)}")
     return copy.deepcopy(converted)
+
+
+def _range_text(field: Field) -> str:
+    if field.maximum is None:
+        return f"must be >= {number_text(field.minimum)}"
+    if field.minimum is None:
+        return f"must be <= {number_text(field.maximum)}"
+    return f"must be between {number_text(field.minimum)} and {number_text(field.maximum)}"
 
 
 def _convert(value: Any, kind: str) -> Any:

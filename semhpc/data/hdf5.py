@@ -29,6 +29,7 @@ converts only what is missing. Exit codes: 0 all converted, 1 some files failed 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections import defaultdict
@@ -149,7 +150,10 @@ def write_hdf5(image: SemImage, target: Path, source_file: str) -> None:
     import numpy as np
 
     height, width = image.pixels.shape
-    with atomic.atomic_path(target) as tmp, h5py.File(tmp, "w") as h5:
+    # Built in memory, then written as bytes: h5py meeting a full disk while closing a file leaves
+    # HDF5's state broken (a segfault at exit); a plain write fails cleanly (atomic_path: one line).
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as h5:
         h5.attrs["schema_version"] = SCHEMA_VERSION
         h5.attrs["source_file"] = source_file
         h5.attrs["pixel_sha256"] = pixel_sha256(image.pixels)
@@ -168,6 +172,8 @@ def write_hdf5(image: SemImage, target: Path, source_file: str) -> None:
         metadata.attrs["raw"] = json.dumps(image.raw, ensure_ascii=False)
         metadata.attrs["warnings"] = json.dumps(image.warnings, ensure_ascii=False)
         h5.create_group("classification")
+    with atomic.atomic_path(target) as tmp:
+        tmp.write_bytes(buffer.getvalue())
 
 
 def write_preview(image: SemImage, target: Path) -> None:

@@ -146,7 +146,7 @@ def list_sources(source: Path, class_map: ClassMap, fractions) -> tuple[list[Sou
     """(images, skipped (path, reason), classes without any image) of a folder-per-category tree."""
     entries = _top_level_entries(source)
     categories = {entry.name: class_map.class_of(entry.name) for entry in entries if entry.is_dir()}
-    finder = ImageFinder(roots=[entry.path for entry in entries if categories.get(entry.name)])
+    finder = ImageFinder(roots=[entry.path for entry in entries if categories.get(entry.name)], tree=source)
     images, skipped, found_classes = [], [], set()
     for entry in entries:
         category = categories.get(entry.name)
@@ -209,10 +209,32 @@ def _check_folders(settings: IngestSettings) -> None:
     if out.resolve().is_relative_to(source.resolve()):
         raise SemhpcError(f"{display_path(out)}: the output folder must not be inside the source folder "
                           f"{display_path(source)}")
+    _refuse_foreign_data(out)
     try:
         (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SemhpcError(f"{display_path(out)}: cannot create the output folder: {exc.strerror or exc}") from exc
+
+
+def _refuse_foreign_data(out: Path) -> None:
+    """OUT must be new, empty, or an earlier ingest's output in which every shard-named file has a
+    journal entry (OUT/.ingest/<shard>.json, written before the shard): ingest overwrites and
+    deletes shard files, so it must never meet one it did not write."""
+    if not out.is_dir():
+        return
+    entries = sorted(entry.name for entry in os.scandir(out))
+    if STATE_DIR not in entries:
+        if entries:
+            raise SemhpcError(f"{display_path(out)}: the output folder holds files semhpc ingest did not write "
+                              f"({', '.join(display_path(name) for name in entries[:3])}"
+                              f"{', ...' if len(entries) > 3 else ''}); choose a new or empty folder")
+        return
+    foreign = [name for name in entries if SHARD_NAME.match(name) and not _state_file(out, name).is_file()]
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise SemhpcError(f"{display_path(out / foreign[0])}: looks like a shard, but this dataset's journal "
+                          f"({STATE_DIR}/) has no entry for it{more}; ingest would overwrite or delete it: move it "
+                          "away or choose a new folder")
 
 
 def _remove_temporary_files(out: Path) -> None:
@@ -233,6 +255,12 @@ def _is_finished(settings: IngestSettings, shard: Shard) -> bool:
             and shard_file.is_file() and shard_file.stat().st_size == result.get("bytes"))
 
 
+def recorded_shard_bytes(out, shard_name: str) -> int | None:
+    """The length of OUT/<shard_name> as this ingest wrote it (None when its result is gone)."""
+    result = _read_result(Path(out), shard_name)
+    return result.get("bytes") if isinstance(result, dict) and isinstance(result.get("bytes"), int) else None
+
+
 def _read_result(out: Path, shard_name: str) -> dict | None:
     try:
         return json.loads(_state_file(out, shard_name).read_text())
@@ -246,32 +274,38 @@ def _read_result(out: Path, shard_name: str) -> dict | None:
 
 def write_shard(shard: Shard, settings: IngestSettings, on_image) -> dict:
     """Convert the shard's images into OUT/<shard name> atomically; returns and saves its result."""
+    import tensorflow as tf
+
     classes = settings.class_map.classes
     counts, failed, warnings, stored_sizes = Counter(), [], [], set()
     target = settings.out / shard.name
     try:
-        with atomic.atomic_path(target) as tmp, tfrecord.shard_writer(tmp) as writer:
-            for image in shard.images:
-                source_path = os.path.join(os.fsdecode(settings.source), image.path)
-                try:
-                    record, stored_size, image_warnings = _record(source_path, image, settings.size)
-                except SemReadError as exc:
-                    failed.append((exc.path, exc.reason))
-                except Exception as exc:  # noqa: BLE001 -- one odd file must not end a 150,000-file run
-                    failed.append((display_path(source_path), f"internal error reading the file "
-                                                              f"({type(exc).__name__}: {exc}); please report it"))
-                else:
-                    writer.write(record)
-                    counts[classes[image.label]] += 1
-                    stored_sizes.add(stored_size)
-                    warnings += [(display_path(source_path), warning) for warning in image_warnings]
-                on_image()
+        with atomic.atomic_path(target) as tmp:
+            with tfrecord.shard_writer(tmp) as writer:
+                for image in shard.images:
+                    source_path = os.path.join(os.fsdecode(settings.source), image.path)
+                    try:
+                        record, stored_size, image_warnings = _record(source_path, image, settings.size)
+                    except SemReadError as exc:
+                        failed.append((exc.path, exc.reason))
+                    except Exception as exc:  # noqa: BLE001 -- one odd file must not end a 150,000-file run
+                        failed.append((display_path(source_path), f"internal error reading the file "
+                                                                  f"({type(exc).__name__}: {exc}); please report it"))
+                    else:
+                        writer.write(record)
+                        counts[classes[image.label]] += 1
+                        stored_sizes.add(stored_size)
+                        warnings += [(display_path(source_path), warning) for warning in image_warnings]
+                    on_image()
+            result = {"shard": shard.name, "fingerprint": shard.fingerprint(settings), "bytes": tmp.stat().st_size,
+                      "counts": dict(counts), "failed": failed, "warnings": warnings,
+                      "stored_sizes": sorted(stored_sizes)}
+            # The journal entry before the shard: every shard file in OUT has one (see _check_folders).
+            atomic.write_json(_state_file(settings.out, shard.name), result)
     except OSError as exc:
         raise SemhpcError(f"{display_path(target)}: cannot write the shard: {exc.strerror or exc}") from exc
-    result = {"shard": shard.name, "fingerprint": shard.fingerprint(settings), "bytes": target.stat().st_size,
-              "counts": dict(counts), "failed": failed, "warnings": warnings,
-              "stored_sizes": sorted(stored_sizes)}
-    atomic.write_json(_state_file(settings.out, shard.name), result)
+    except tf.errors.OpError as exc:  # TensorFlow's writer reports a full disk as its own error
+        raise SemhpcError(f"{display_path(target)}: cannot write the shard: {tfrecord.write_error_reason(exc)}") from None
     return result
 
 
@@ -345,13 +379,13 @@ def make_manifest(settings: IngestSettings, plan: Plan, results: list[dict]) -> 
 
 
 def _remove_stale_shards(out: Path, planned: set[str]) -> None:
-    """Shards (and their results) of an earlier plan, e.g. with another --shards-per-split."""
-    for path in out.iterdir():
-        if SHARD_NAME.match(path.name) and path.name not in planned:
-            path.unlink()
-    for path in (out / STATE_DIR).glob("*.tfrecord.json"):
-        if path.name[: -len(".json")] not in planned:
-            path.unlink()
+    """Shards (and their journal entries) of an earlier plan, e.g. with another --shards-per-split.
+    Only files the journal names are deleted: what this dataset's ingest wrote, nothing else."""
+    for entry in (out / STATE_DIR).glob("*.tfrecord.json"):
+        name = entry.name[: -len(".json")]
+        if SHARD_NAME.match(name) and name not in planned:
+            (out / name).unlink(missing_ok=True)
+            entry.unlink()
 
 
 def _print_summary(settings: IngestSettings, plan: Plan, manifest: dict, failed: int, written_now: int) -> None:

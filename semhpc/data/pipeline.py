@@ -51,8 +51,11 @@ from pathlib import Path
 
 import numpy as np
 
+from semhpc.data import tfrecord
+from semhpc.data.ingest import recorded_shard_bytes
 from semhpc.data.split import SPLITS
 from semhpc.utils.errors import SemhpcError
+from semhpc.utils.files import read_regular_bytes
 
 CROP_MIN_FRACTION = 0.8
 BRIGHTNESS_DELTA = 0.1
@@ -68,7 +71,7 @@ def load_manifest(data_dir) -> dict:
     """DATA/manifest.json, checked for the keys the pipeline needs."""
     path = Path(data_dir) / "manifest.json"
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(read_regular_bytes(path))
     except FileNotFoundError:
         raise SemhpcError(f"{path}: not found (is {data_dir} a folder written by `semhpc ingest`?)") from None
     except (OSError, ValueError) as exc:
@@ -85,6 +88,18 @@ def split_size(manifest: dict, split: str) -> int:
     if split not in SPLITS:
         raise SemhpcError(f"split '{split}': expected one of {', '.join(SPLITS)}")
     return sum(manifest["counts"].get(split, {}).values())
+
+
+def check_split(manifest: dict, split: str, data_dir) -> None:
+    """One SemhpcError line when `split` holds no image or one of its shards is missing or
+    truncated: a run that reads it would otherwise train for hours and only then fail (or report
+    accuracy on 0 images). Cheap: one stat per shard (the lengths ingest recorded), nothing decoded."""
+    if split_size(manifest, split) == 0:
+        sizes = ", ".join(f"{name} {split_size(manifest, name)}" for name in SPLITS)
+        raise SemhpcError(f"{Path(data_dir) / 'manifest.json'}: the {split} split holds no images ({sizes}); "
+                          "ingest again with a larger share for it (--split TRAIN,VAL,TEST) or more images")
+    for name in manifest["shards"].get(split, []):
+        tfrecord.check_shard(Path(data_dir) / name, recorded_shard_bytes(data_dir, name))
 
 
 def steps_per_epoch(manifest: dict, split: str, batch_size: int, world_size: int) -> int:
@@ -133,6 +148,7 @@ def make_dataset(data_dir, split: str, image_size: int, batch_size: int, *, trai
     import tensorflow as tf
 
     manifest = load_manifest(data_dir)
+    check_split(manifest, split, data_dir)
     augmenting = training and augment
     base_size = math.ceil(image_size / CROP_MIN_FRACTION) if augmenting else image_size
     if cache:

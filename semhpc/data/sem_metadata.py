@@ -15,12 +15,17 @@ FEI / Thermo Fisher: tag 34682 (or 34680), ini text, values already in SI units
 
 Zeiss: tag 34118 (CZ_SEM), "Label = value unit" lines, converted to SI
     model               sv_serial_number (e.g. "Merlin-61-08"; Zeiss stores no model name), else dp_column_type
-    pixel_size_m        ap_image_pixel_size, else ap_pixel_size ("2.615 µm")
+    pixel_size_m        ap_image_pixel_size, else ap_pixel_size x 1024 / image width ("2.615 µm")
     magnification       ap_mag ("105 X", "25.00 K X")
     hv_volts            ap_actualkv, else ap_manualkv ("25.00 kV")
     working_distance_m  ap_wd ("14.808 mm")
     detector            dp_detector_type, else dp_detector_channel
     acquired_at         ap_date + ap_time ("23 Dec 2015", "9:40:32")
+
+Zeiss `ap_pixel_size` ("Pixel Size") is given for a 1024-pixel-wide frame whatever the store
+resolution; `ap_image_pixel_size` (newer SmartSEM) is the image's own. Older files carry only the
+former, so a 512-wide image has twice the stated pixel size (RosettaSciIO's TIFF reader scales it
+the same way).
 
 FEI files store no magnification. We derive it as the width of FEI's magnification reference
 canvas ([Image] MagCanvasRealWidth, in m) over the horizontal field width: that reproduces the
@@ -46,6 +51,7 @@ from datetime import datetime
 
 FEI = "FEI"
 ZEISS = "Zeiss"
+ZEISS_REFERENCE_WIDTH = 1024  # pixels of the frame Zeiss ap_pixel_size refers to
 
 VENDOR_FIELDS = (
     "vendor",
@@ -127,12 +133,13 @@ def parse_zeiss_cz_sem(text: str) -> dict:
 # Normalised fields from the raw blocks
 
 
-def vendor_fields(raw: dict, warnings: list[str]) -> dict:
-    """The VENDOR_FIELDS for whichever vendor block `raw` holds (None where unknown)."""
+def vendor_fields(raw: dict, width: int, warnings: list[str]) -> dict:
+    """The VENDOR_FIELDS for whichever vendor block `raw` holds (None where unknown); `width` is the
+    image's width in pixels (Zeiss states one pixel size for a 1024-wide frame)."""
     if "fei" in raw:
         return _fei_fields(raw["fei"], warnings)
     if "zeiss" in raw:
-        return _zeiss_fields(raw["zeiss"]["params"], warnings)
+        return _zeiss_fields(raw["zeiss"]["params"], width, warnings)
     return _generic_fields(raw.get("tiff", {}), warnings)
 
 
@@ -201,7 +208,7 @@ def _fei_integer(fei: dict, section: str, key: str, warnings: list[str]) -> int 
         return None
 
 
-def _zeiss_fields(params: dict[str, str], warnings: list[str]) -> dict:
+def _zeiss_fields(params: dict[str, str], width: int, warnings: list[str]) -> dict:
     def values(*keys):
         return [(f"Zeiss {key}", _zeiss_value(params.get(key))) for key in keys]
 
@@ -211,13 +218,32 @@ def _zeiss_fields(params: dict[str, str], warnings: list[str]) -> dict:
     return {
         "vendor": ZEISS,
         "model": _first_text("model", values("sv_serial_number", "dp_column_type"), warnings),
-        "pixel_size_m": number("pixel_size_m", LENGTH_UNITS, "ap_image_pixel_size", "ap_pixel_size"),
+        "pixel_size_m": _zeiss_pixel_size(values("ap_image_pixel_size", "ap_pixel_size"), width, warnings),
         "magnification": number("magnification", MAGNIFICATION_UNITS, "ap_mag"),
         "hv_volts": number("hv_volts", VOLTAGE_UNITS, "ap_actualkv", "ap_manualkv"),
         "working_distance_m": number("working_distance_m", LENGTH_UNITS, "ap_wd"),
         "detector": _first_text("detector", values("dp_detector_type", "dp_detector_channel"), warnings),
         "acquired_at": _zeiss_acquired_at(params, warnings),
     }
+
+
+def _zeiss_pixel_size(candidates: list[tuple[str, str | None]], width: int, warnings: list[str]) -> float | None:
+    """ap_image_pixel_size as given, else ap_pixel_size (for a 1024-wide frame) scaled to `width`."""
+    image, reference_frame = candidates
+
+    def length(text):
+        return _number_in_units(text, LENGTH_UNITS)
+
+    if image[1]:
+        value = _first_positive("pixel_size_m", [image], length, warnings)
+        if value is not None:
+            return value
+    if reference_frame[1]:
+        value = _first_positive("pixel_size_m", [reference_frame], length, warnings)
+        return None if value is None else value * ZEISS_REFERENCE_WIDTH / width
+    if not image[1]:
+        warnings.append(f"pixel_size_m unknown: {image[0]} and {reference_frame[0]} missing or empty")
+    return None
 
 
 def _zeiss_value(line: str | None) -> str | None:

@@ -71,8 +71,9 @@ from semhpc.data.sem_metadata import (
     vendor_fields,
 )
 from semhpc.utils.errors import SemhpcError
+from semhpc.utils.files import NotRegularFile, open_regular
+from semhpc.utils.options import MIN_SIDE
 
-MIN_SIDE = 16
 MAX_PIXELS = 100_000_000
 SUPPORTED_DTYPES = ("uint8", "uint16")
 
@@ -178,8 +179,10 @@ def _open_frame(path, warnings: list[str]) -> Iterator[_Frame]:
 
 
 def _open_binary(path):
-    try:
-        return open(os.fsdecode(path), "rb")  # a str name even for bytes paths: tifffile needs one
+    try:  # a str name even for bytes paths (tifffile needs one); a FIFO or device is refused unread
+        return open_regular(path)
+    except NotRegularFile as exc:
+        raise SemReadError(path, exc.strerror) from None
     except OSError as exc:
         raise SemReadError(path, f"cannot open: {exc.strerror or exc}") from exc
 
@@ -337,7 +340,7 @@ def _one_channel(samples: np.ndarray, is_colour: bool, warnings: list[str]) -> n
 
 
 def _normalised_meta(frame: _Frame, warnings: list[str]) -> dict:
-    fields = vendor_fields(frame.raw, warnings)
+    fields = vendor_fields(frame.raw, frame.width, warnings)
     height = _rows_to_keep(frame, warnings)
     return {
         "vendor": fields.pop("vendor"),

@@ -6,6 +6,11 @@ not take:
   * folders reached through symlinks are followed (archives link sub-collections in), but a link
     back to a folder already being scanned (a symlink loop) is reported instead of followed
     forever, and a folder reached a second time by another path is reported instead of read twice;
+  * with a `tree` (ingest's SRC), a folder link is followed only when it leads outside the tree
+    or stays inside the root being scanned: a link to another place of SRC (another category, a
+    folder that is no category) is reported and not followed. So every file inside SRC is read
+    only through its own top-level folder and gets that folder's label, and what errors.csv
+    lists as skipped (an unknown category folder, say) is truly not in the dataset;
   * a symlink that loops on itself or points nowhere is reported;
   * only regular files are taken: a FIFO named x.tif would block the reader forever, a device
     file could be endless, so both are reported;
@@ -13,8 +18,9 @@ not take:
     files with an image suffix are read by content later (a .tif that is really a PNG still works);
   * hidden entries (names starting with ".") are ignored silently: they are tool droppings
     (.DS_Store, ._x.tif from macOS) and semhpc's own state folders.
-`ImageFinder(roots).find(root)` does the same for several roots (ingest's category folders) and
-never reads a folder twice across them, nor follows a link from one root into another.
+`ImageFinder(roots, tree).find(root)` does the same for several roots (ingest's category folders)
+and never reads a folder twice across them, nor follows a link from one root into another or
+elsewhere inside `tree`.
 Names are kept as `str` with surrogate escapes (os.fsdecode), so non-UTF-8 names work everywhere;
 print them with `sem_tiff.display_path`.
 """
@@ -28,10 +34,9 @@ import stat
 from dataclasses import dataclass
 
 from semhpc.data.sem_tiff import display_path
+from semhpc.utils.files import kind_of
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
-_FILE_KINDS = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
-               (stat.S_ISBLK, "block device"))
 
 
 @dataclass(frozen=True)
@@ -62,19 +67,22 @@ class ImageFinder:
     and a link from inside one root to another root is not followed, so an image is always read
     through its own category folder (and gets that category's label)."""
 
-    def __init__(self, roots=()):
+    def __init__(self, roots=(), tree=None):
         self._scanned: dict[tuple[int, int], str] = {}  # (device, inode) of each folder -> its path as reached
         self._open: set[tuple[int, int]] = set()  # folders on the current descent (loop detection)
         self._roots: dict[tuple[int, int], str] = {}  # identity -> path of every root
         for root in roots:
             with contextlib.suppress(OSError):  # an unreadable root is reported when it is scanned
                 self._roots.setdefault(_identity(os.stat(root)), os.fsdecode(root))
+        self._tree = os.path.realpath(tree) if tree is not None else None  # folder links stay out of it
+        self._root = ""  # real path of the root being scanned
         self.found: list[FoundFile] = []
         self.skipped: list[Skipped] = []
 
     def find(self, folder) -> tuple[list[FoundFile], list[Skipped]]:
         """Image files below `folder` (paths relative to it, sorted) and the entries left out."""
         self.found, self.skipped = [], []
+        self._root = os.path.realpath(os.fsdecode(folder))
         self._scan(os.fsdecode(folder), "")
         return sorted(self.found, key=lambda found: found.path), self.skipped
 
@@ -92,6 +100,13 @@ class ImageFinder:
             self.skipped.append(Skipped(relative, f"link to the category folder '{root}'; not followed "
                                                   "(its images are read there)"))
             return
+        if relative and self._tree is not None:
+            real = os.path.realpath(directory)
+            if _inside(real, self._tree) and not _inside(real, self._root):
+                self.skipped.append(Skipped(relative, f"link to '{display_path(real)}', a folder of the source "
+                                                      "tree outside this category folder; not followed (its "
+                                                      "files are not read through this link)"))
+                return
         try:
             entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
         except OSError as exc:
@@ -119,14 +134,17 @@ class ImageFinder:
         if stat.S_ISDIR(info.st_mode):
             self._scan(entry.path, relative)
         elif not stat.S_ISREG(info.st_mode):
-            kind = next((name for test, name in _FILE_KINDS if test(info.st_mode)), "special file")
-            self.skipped.append(Skipped(relative, f"not a regular file ({kind}); skipped"))
+            self.skipped.append(Skipped(relative, f"not a regular file ({kind_of(info.st_mode)}); skipped"))
         elif not is_image_name(entry.name):
             suffix = os.path.splitext(entry.name)[1] or "none"
             self.skipped.append(Skipped(relative, f"not an image file name (suffix {suffix}; expected "
                                                   f"{', '.join(IMAGE_SUFFIXES)}); skipped"))
         else:
             self.found.append(FoundFile(relative, info.st_size, info.st_mtime_ns))
+
+
+def _inside(path: str, folder: str) -> bool:
+    return os.path.commonpath([path, folder]) == folder
 
 
 def _identity(info: os.stat_result) -> tuple[int, int]:

@@ -19,8 +19,13 @@ import hashlib
 import io
 import json
 import os
+import re
 
 import numpy as np
+
+from semhpc.data.sem_tiff import display_path
+from semhpc.utils.errors import SemhpcError
+from semhpc.utils.files import open_regular
 
 META_PREFIX = "meta/"
 # Pillow's default. On 1024x768 SEM images levels 1-3 encode ~40 % faster but give ~8 % larger
@@ -99,10 +104,62 @@ def decode_example(serialized: bytes) -> dict:
 
 
 def read_records(shard_path) -> list[bytes]:
-    """Every serialized record of one shard, in order."""
+    """Every serialized record of one shard, in order; a damaged shard is one SemhpcError line."""
     import tensorflow as tf
 
-    return list(tf.data.TFRecordDataset(str(shard_path)).as_numpy_iterator())
+    check_shard(shard_path)
+    try:
+        return list(tf.data.TFRecordDataset(str(shard_path)).as_numpy_iterator())
+    except tf.errors.OpError as exc:  # a bad checksum: the length is right, the bytes are not
+        raise SemhpcError(f"{display_path(shard_path)}: damaged TFRecord shard ({damage_reason(exc)}); "
+                          f"delete it and {_repair_advice(shard_path)}") from None
+
+
+def damage_reason(exc) -> str:
+    """"corrupted record at 48329" out of TensorFlow's message for a bad record."""
+    message = getattr(exc, "message", None) or str(exc)
+    found = re.search(r"(?:corrupted|truncated) record at \d+", message)
+    return found.group(0) if found else (message.strip().splitlines() or ["damaged record"])[0]
+
+
+def check_shard(shard_path, expected_bytes: int | None = None) -> None:
+    """One SemhpcError line naming the shard when it is missing or truncated, without decoding it.
+
+    With `expected_bytes` (what ingest recorded) the file's length is compared; otherwise the
+    record framing is walked (8-byte length + 4-byte CRC, data, 4-byte CRC per record: one small
+    read per record), which must end exactly at the end of the file.
+    """
+    path = os.fsdecode(shard_path)
+    try:
+        with open_regular(path) as handle:  # a FIFO or device is refused, never read
+            size = os.fstat(handle.fileno()).st_size
+            end = size if expected_bytes is not None else _framing_end(handle, size)
+    except OSError as exc:
+        raise SemhpcError(f"{display_path(path)}: cannot read the TFRecord shard: {exc.strerror or exc}; "
+                          f"{_repair_advice(path)}") from None
+    if expected_bytes is not None and size != expected_bytes:
+        raise SemhpcError(f"{display_path(path)}: TFRecord shard has {size} bytes, ingest wrote {expected_bytes} "
+                          f"(truncated or replaced); {_repair_advice(path)}")
+    if end != size:
+        raise SemhpcError(f"{display_path(path)}: TFRecord shard is truncated (its last record ends after byte "
+                          f"{size}); {_repair_advice(path)}")
+
+
+def _repair_advice(shard_path) -> str:
+    folder = display_path(os.path.dirname(os.path.abspath(os.fsdecode(shard_path))))
+    return f"rerun `semhpc ingest SRC {folder}` (same SRC and options) to rewrite it"
+
+
+def _framing_end(handle, size: int) -> int:
+    """Where the last complete record ends (== size for an intact shard)."""
+    position = 0
+    while position + 12 <= size:
+        handle.seek(position)
+        length = int.from_bytes(handle.read(8), "little")
+        if position + 12 + length + 4 > size:
+            return position
+        position += 12 + length + 4
+    return position
 
 
 def parse_image_and_label(serialized):
@@ -117,7 +174,14 @@ def parse_image_and_label(serialized):
 
 
 def shard_writer(path):
-    """A tf.io.TFRecordWriter for `path` (a context manager: closing flushes the file)."""
+    """A tf.io.TFRecordWriter for `path` (a context manager: closing flushes the file). It reports
+    a full disk as tf.errors.ResourceExhaustedError; `write_error_reason` says why in words."""
     import tensorflow as tf
 
     return tf.io.TFRecordWriter(str(path))
+
+
+def write_error_reason(exc) -> str:
+    """"/x/.train.tmp; No space left on device" -> "no space left on device"."""
+    message = (getattr(exc, "message", None) or str(exc)).strip().splitlines()[0]
+    return message.rsplit("; ", 1)[-1].lower()

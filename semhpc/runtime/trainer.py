@@ -11,6 +11,7 @@ Run it as one process (`semhpc train --config C`) or under `mpirun -np N` (`semh
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -37,7 +38,24 @@ def train(cfg: Config, resume: bool = False) -> dict:
     except BaseException as exc:
         if world.is_root and status_owned_by_me(run_dir):  # never touch another run's status
             write_status(run_dir, "failed", None, error=f"{type(exc).__name__}: {exc}")
+        damaged = _damaged_record(exc, cfg.data.dir)
+        if damaged is not None:
+            raise damaged from None
         raise
+
+
+def _damaged_record(exc: BaseException, data_dir) -> SemhpcError | None:
+    """A record whose checksum fails (the shard's length is right, so the check before the first
+    step passed): one line saying how to find and repair the shard, else None."""
+    import tensorflow as tf
+
+    from semhpc.data.tfrecord import damage_reason
+
+    if not isinstance(exc, tf.errors.DataLossError):
+        return None
+    return SemhpcError(f"{data_dir}: a TFRecord shard is damaged ({damage_reason(exc)}); `semhpc data report "
+                       f"{data_dir}` names it: delete that shard and rerun `semhpc ingest SRC {data_dir}` "
+                       "to rewrite it")
 
 
 def _train(cfg: Config, resume: bool, world, run_dir: Path) -> dict:
@@ -70,6 +88,8 @@ def _train(cfg: Config, resume: bool, world, run_dir: Path) -> dict:
     transfer.freeze_for_mode(model, cfg.train.mode, spec.logits_scopes)
 
     steps_per_epoch = pipeline.steps_per_epoch(manifest, "train", cfg.train.batch_size, world.size)
+    for split in ("train", "validation", "test"):  # test is read only at the end: check every split now
+        pipeline.check_split(manifest, split, cfg.data.dir)
     schedule = make_schedule(cfg.train, steps_per_epoch, world.size)
     optimizer = make_optimizer(cfg.train, schedule)
     if precision.loss_scaling:
@@ -78,7 +98,12 @@ def _train(cfg: Config, resume: bool, world, run_dir: Path) -> dict:
 
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     if resume:  # every rank reads the same checkpoint; only rank 0 ever writes one
-        _restore_latest(checkpoint, run_dir / "checkpoints")
+        try:
+            _restore_latest(checkpoint, run_dir / "checkpoints", announce=world.is_root)
+        except SemhpcError as exc:  # the run did not continue: status.json must not keep "finished"
+            if world.is_root and run_dir.is_dir():
+                write_status(run_dir, "failed", None, error=f"resume: {exc}")
+            raise
     # Same starting point everywhere: rank 0's weights and optimizer slots.
     hvd.broadcast_variables(model.variables, root_rank=0)
     hvd.broadcast_variables(optimizer.variables, root_rank=0)
@@ -196,13 +221,29 @@ def _build_models(cfg: Config, spec, num_classes: int):
     return model, tf.keras.Model(model.inputs, model.outputs[0], name=f"{model.name}_inference")
 
 
-def _restore_latest(checkpoint, directory: Path) -> None:
-    import tensorflow as tf
-
-    latest = tf.train.latest_checkpoint(directory)
-    if latest is None:
+def _restore_latest(checkpoint, directory: Path, announce: bool) -> None:
+    """Restore the newest intact checkpoint; a damaged newer one (a truncated file after a full
+    disk or a killed copy) is named and skipped, and none intact is one SemhpcError line."""
+    numbered = []
+    for index in directory.glob("ckpt-*.index"):
+        number = index.name[len("ckpt-"):-len(".index")]
+        if number.isdigit():
+            numbered.append((int(number), str(index)[:-len(".index")]))
+    if not numbered:
         raise SemhpcError(f"{directory}: no checkpoint to resume from")
-    checkpoint.restore(latest).assert_existing_objects_matched()
+    damaged = []
+    for _, prefix in sorted(numbered, reverse=True):
+        try:
+            checkpoint.restore(prefix).assert_existing_objects_matched()
+        except Exception as exc:  # noqa: BLE001 -- TF reports a short file as IndexError, OpError, ValueError...
+            reason = ((getattr(exc, "message", None) or str(exc)).strip().splitlines() or [""])[0]
+            damaged.append(f"{Path(prefix).name} ({type(exc).__name__}: {reason[:200]})")
+            continue
+        if damaged and announce:
+            print(f"semhpc train: warning: damaged checkpoint(s) skipped: {'; '.join(damaged)}; "
+                  f"resuming from {Path(prefix).name}", file=sys.stderr, flush=True)
+        return
+    raise SemhpcError(f"{directory}: no intact checkpoint to resume from: {'; '.join(damaged)}")
 
 
 def _executions(step: int, steps: int, train_cfg):

@@ -15,3 +15,9 @@ def progress(iterable=None, *, total=None, desc="", enabled=True, unit="it"):
     interactive = sys.stderr.isatty()
     return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr,
                 dynamic_ncols=True, mininterval=0.5 if interactive else 30, leave=interactive)
+
+
+def close_all() -> None:
+    """Close every bar still open, so an error message that ends the run starts its own line."""
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
