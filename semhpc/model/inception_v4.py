@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from semhpc.model.inception_v3 import auxiliary_head, conv2d_bn, pool_branch
+from semhpc.model.inception_v3 import auxiliary_head, conv2d_bn, pool_branch, split_1x3_3x1
 
 layers = tf.keras.layers
 
@@ -96,22 +96,15 @@ def reduction_b(x, name: str):
     return layers.Concatenate(name=name)([branch0, branch1, branch2])
 
 
-def split_1x3_3x1(x, name: str):
-    """Inception-C's widening: parallel 1x3 and 3x1 convs (256 each), concatenated."""
-    branch1x3 = conv2d_bn(x, 256, 1, 3, name=name + "a")
-    branch3x1 = conv2d_bn(x, 256, 3, 1, name=name + "b")
-    return layers.Concatenate(name=name + "_concat")([branch1x3, branch3x1])
-
-
 def inception_c(x, name: str):
     """8x8 module whose 3x3 branches end in parallel 1x3 / 3x1 convs."""
     branch0 = conv2d_bn(x, 256, 1, 1, name=name + "_branch0")
     branch1 = conv2d_bn(x, 384, 1, 1, name=name + "_branch1_1")
-    branch1 = split_1x3_3x1(branch1, name=name + "_branch1_2")
+    branch1 = split_1x3_3x1(branch1, name=name + "_branch1_2", filters=256)
     branch2 = conv2d_bn(x, 384, 1, 1, name=name + "_branch2_1")
     branch2 = conv2d_bn(branch2, 448, 3, 1, name=name + "_branch2_2")
     branch2 = conv2d_bn(branch2, 512, 1, 3, name=name + "_branch2_3")
-    branch2 = split_1x3_3x1(branch2, name=name + "_branch2_4")
+    branch2 = split_1x3_3x1(branch2, name=name + "_branch2_4", filters=256)
     branch3 = pool_branch(x, 256, name)
     return layers.Concatenate(name=name)([branch0, branch1, branch2, branch3])
 
