@@ -325,6 +325,7 @@ def submit_here(tmp_path, monkeypatch):
 
 def test_dry_run_prints_the_script_and_submits_nothing(submit_here, capsys):
     work, calls = submit_here
+    (work / "c.yaml").write_text("run:\n  dir: r\n")  # read for launch.gpus
     assert cli.main(["submit", "--cluster", "local-slurm", "--job", "train", "--dry-run", "--",
                      "--config", "c.yaml"]) == 0
     out = capsys.readouterr().out
@@ -335,6 +336,7 @@ def test_dry_run_prints_the_script_and_submits_nothing(submit_here, capsys):
 
 def test_submit_records_the_job_and_jobs_and_cancel_use_the_record(submit_here, capsys):
     work, calls = submit_here
+    (work / "c.yaml").write_text("run:\n  dir: r\n")  # read for launch.gpus
     assert cli.main(["submit", "--cluster", "local-slurm", "--job", "train", "--walltime", "10m", "--",
                      "--config", "c.yaml"]) == 0
     assert capsys.readouterr().out.split()[:2] == ["job", "101"]

@@ -82,11 +82,16 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "steps_per_execution": Field("int", 10, "Training steps per call into TensorFlow (one Python round trip "
                                      "for several steps); logs and checkpoints keep their step counts.", minimum=1),
         "threads": Field("int", 0, "Intra-op threads per rank; 0 = the cores this rank is bound to.", minimum=0),
+        "eval_split": Field("str", "validation", "Split scored at every epoch end (metrics.jsonl val_loss and "
+                            "val_accuracy; `semhpc eval`'s mean ± std of the last ten): validation keeps the test "
+                            "split unseen until the end; test is the thesis' protocol.", choices=("validation", "test")),
         "checkpoint_every": Field("int", 0, "Also checkpoint every N steps (0 = at epoch ends only).", minimum=0),
         "keep_checkpoints": Field("int", 3, "Checkpoints kept in run_dir/checkpoints.", minimum=1),
     },
     "launch": {
         "np": Field("int", 2, "Ranks for `semhpc demo` / `semhpc launch` when -np is not given.", minimum=1),
+        "gpus": Field("int", 0, "GPUs (one rank each) that `semhpc submit --job train` asks for when "
+                      "--gpus-per-node is not given; 0 = all of the profile's GPU node.", minimum=0),
     },
 }
 
