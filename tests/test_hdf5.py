@@ -173,37 +173,27 @@ def test_facility_sidecar_fills_user_and_sample_over_the_instrument_tags(tree, t
     assert all(check_file(path) == [] for path in (tmp_path / "out").rglob("*.h5"))
 
 
-@pytest.mark.parametrize("text, error", [
-    ("path,user.phone\na.tif,123\n", "column 'user.phone' is not a known field"),
-    ("file,user.name\na.tif,x\n", "no 'path' column"),
-    ("path,user.email\na.tif,ada.example.org\n", ":2: user.email 'ada.example.org' is not an e-mail address"),
-    ("path,user.name\na.tif,x\n./a.tif,y\n", ":3: path 'a.tif' appears twice"),
-    ("path,user.name\n../a.tif,x\n", ":2: path '../a.tif' must be a relative path below SRC"),
-    ("path,user.name\na.tif,x,extra\n", ":2: more cells than the 2 columns of the header"),
+@pytest.mark.parametrize("suffix, text, error", [
+    (".csv", "path,user.phone\na.tif,123\n", "column 'user.phone' is not a known field"),
+    (".csv", "file,user.name\na.tif,x\n", "no 'path' column"),
+    (".csv", "path,user.email\na.tif,ada.example.org\n", ":2: user.email 'ada.example.org' is not an e-mail address"),
+    (".csv", "path,user.name\na.tif,x\n./a.tif,y\n", ":3: path 'a.tif' appears twice"),
+    (".csv", "path,user.name\n../a.tif,x\n", ":2: path '../a.tif' must be a relative path below SRC"),
+    (".csv", "path,user.name\na.tif,x,extra\n", ":2: more cells than the 2 columns of the header"),
+    (".yaml", "a.tif: {user: {phone: 1}}", ": a.tif: user.phone is not a known field (name, email"),
+    (".yaml", "a.tif: {owner: {name: x}}", ": a.tif: 'owner' is not a group (user, sample)"),
+    (".yaml", "a.tif: {sample: {id: [1, 2]}}", ": a.tif: sample.id must be text or a number, got list"),
+    (".yaml", "- a.tif", ": top level must map image paths"),
+    (".txt", "a.tif", ": facility metadata must be .csv, .yaml or .yml"),
 ])
-def test_bad_facility_csv_is_one_error_line_naming_file_and_row(tree, tmp_path, capsys, text, error):
+def test_bad_facility_metadata_is_one_error_line_naming_file_and_row(tree, tmp_path, capsys, suffix, text, error):
     src, _ = tree
-    sidecar = tmp_path / "facility.csv"
+    sidecar = tmp_path / f"facility{suffix}"
     sidecar.write_text(text)
     assert convert(src, tmp_path / "out", "--facility-metadata", sidecar) == 2
     message = capsys.readouterr().err
     assert message.startswith(f"semhpc hdf5: error: {sidecar}") and error in message and message.count("\n") == 1
     assert not list((tmp_path / "out").rglob("*.h5"))
-
-
-@pytest.mark.parametrize("text, error", [
-    ("a.tif: {user: {phone: 1}}", "a.tif: user.phone is not a known field (name, email"),
-    ("a.tif: {owner: {name: x}}", "a.tif: 'owner' is not a group (user, sample)"),
-    ("a.tif: {sample: {id: [1, 2]}}", "a.tif: sample.id must be text or a number, got list"),
-    ("- a.tif", "top level must map image paths"),
-])
-def test_bad_facility_yaml_is_one_error_line(tree, tmp_path, capsys, text, error):
-    src, _ = tree
-    sidecar = tmp_path / "facility.yaml"
-    sidecar.write_text(text)
-    assert convert(src, tmp_path / "out", "--facility-metadata", sidecar) == 2
-    message = capsys.readouterr().err
-    assert error in message and message.count("\n") == 1
 
 
 def test_check_file_names_what_breaks_the_layout(tree, tmp_path):
