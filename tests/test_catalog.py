@@ -7,12 +7,21 @@ import json
 import numpy as np
 import pytest
 from ingest_helpers import write_tree
+from postgres_server import postgres_server  # noqa: F401  (fixture)
 
 from semhpc.catalog import store
 from semhpc.classify.policy import PREDICTION_FIELDS
 from semhpc.cli import main as semhpc_main
 
 CLASSES = ["Powder", "Tips", "Fibres"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def target(request, tmp_path):
+    """Where a test's catalog lives: an SQLite file, or a fresh database on a local PostgreSQL server."""
+    if request.param == "sqlite":
+        return str(tmp_path / "catalog.sqlite")
+    return request.getfixturevalue("postgres_server").new_database()
 
 
 def semhpc(capsys, *argv) -> tuple[int, str, str]:
@@ -57,9 +66,9 @@ def archive(tmp_path_factory):
     return root, src, relative_paths
 
 
-def test_build_indexes_every_image_once_with_all_three_sources(archive, tmp_path, capsys):
+def test_build_indexes_every_image_once_with_all_three_sources(archive, target, capsys):
     root, src, relative_paths = archive
-    db = tmp_path / "catalog.sqlite"
+    db = target
     code, out, _ = semhpc(capsys, "catalog", "build", db, "--dataset", root / "data", "--hdf5", root / "h5",
                           "--predictions", root / "predictions.csv")
     assert code == 0 and f"catalog: {len(relative_paths)} image(s) in {db} ({len(relative_paths)} new)" in out
@@ -88,9 +97,9 @@ def test_build_indexes_every_image_once_with_all_three_sources(archive, tmp_path
     assert lines[-1] == "2 row(s)"
 
 
-def test_reindexing_updates_rows_and_keeps_other_sources_columns(archive, tmp_path, capsys):
+def test_reindexing_updates_rows_and_keeps_other_sources_columns(archive, target, tmp_path, capsys):
     root, src, relative_paths = archive
-    db = tmp_path / "catalog.sqlite"
+    db = target
     sources = ["--dataset", root / "data", "--hdf5", root / "h5", "--predictions", root / "predictions.csv"]
     assert semhpc(capsys, "catalog", "build", db, *sources)[0] == 0
     code, out, _ = semhpc(capsys, "catalog", "build", db, *sources)
@@ -148,9 +157,9 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", range(len(CASES)))
-def test_queries_return_exactly_the_matching_rows(tmp_path, case):
+def test_queries_return_exactly_the_matching_rows(target, case):
     rows = random_rows(600, seed=4)
-    db = store.open_catalog(tmp_path / "c.sqlite")
+    db = store.open_catalog(target)
     store.upsert(db, rows, batch=128)
     query_, keep = CASES[case]
     expected = {row["path"] for row in rows if keep(row)}
@@ -178,4 +187,13 @@ def test_bad_input_is_one_error_line(tmp_path, capsys, argv, error):
 def test_a_file_that_is_not_a_catalog_is_refused(tmp_path, capsys):
     (tmp_path / "x.sqlite").write_text("not sqlite")
     code, _, err = semhpc(capsys, "catalog", "query", tmp_path / "x.sqlite")
-    assert code == 2 and "not a semhpc catalog" in err
+    assert code == 2 and f"{tmp_path / 'x.sqlite'}: cannot open as a semhpc catalog" in err and err.count("\n") == 1
+
+
+def test_postgresql_catalog_errors_are_one_line(postgres_server, capsys):
+    empty = postgres_server.new_database()
+    code, _, err = semhpc(capsys, "catalog", "query", empty)
+    assert code == 2 and f"{empty}: no catalog there" in err and err.count("\n") == 1
+    unreachable = "postgresql://postgres@/none?host=/nonexistent&port=1"
+    code, _, err = semhpc(capsys, "catalog", "query", unreachable)
+    assert code == 2 and f"{unreachable}: cannot open as a semhpc catalog" in err and err.count("\n") == 1

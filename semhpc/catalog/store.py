@@ -4,7 +4,9 @@ users ask for (category, confidence, decision, instrument, magnification, pixel 
 Why a database: the NFFA repository is searched by metadata (Aversa 2018, ch. 5); a table of
 200,000 images answers an indexed query in milliseconds, where reading the HDF5 files or the
 TFRecords again takes minutes. SQLite is the default (one file, no server, in Python's standard
-library).
+library); a `postgresql://` URL puts the catalog on a PostgreSQL server a site shares (the
+`psycopg` package). The two differ only in `_Dialect`: connecting, the text index (SQLite FTS5
+kept by triggers, PostgreSQL a generated tsvector with a GIN index) and case-blind matching.
 
 One table, `images`, keyed by `path`: the image's path below the archive folder, "/"-separated,
 the key the three sources share (`semhpc ingest` records it, `semhpc hdf5` stores it as
@@ -12,11 +14,12 @@ the key the three sources share (`semhpc ingest` records it, `semhpc hdf5` store
 fills its own columns (`COLUMNS` says which); indexing a source again updates its columns of the
 existing rows (an upsert on `path`) and leaves the others alone, so re-indexing never duplicates
 a row and a new classification does not erase the HDF5 metadata. `search_text` (generated from
-the text columns) is indexed in an FTS5 table kept in step by triggers.
+the text columns) is indexed for the free-text search.
 """
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,59 +61,160 @@ TABLE_COLUMNS = ("path", "class", "top1_label", "top1_score", "decision", "vendo
                  "magnification", "pixel_size_m", "acquired_at")  # what `catalog query` prints
 
 
-def _schema() -> list[str]:
-    search = " || ' ' || ".join(f"coalesce({column}, '')" for column in TEXT_COLUMNS)
-    columns = ", ".join(f'"{name}" {kind}' for name, kind in COLUMNS.items())
-    return [
-        f"CREATE TABLE IF NOT EXISTS images ({columns}, "
-        f"search_text TEXT GENERATED ALWAYS AS ({search}) STORED)",
-        *(f"CREATE INDEX IF NOT EXISTS images_{name} ON images({', '.join(columns)})"
-          for name, columns in INDEXES.items()),
-        "CREATE VIRTUAL TABLE IF NOT EXISTS images_fts USING fts5(search_text, content='images', "
-        "content_rowid='rowid')",
-        "CREATE TRIGGER IF NOT EXISTS images_fts_insert AFTER INSERT ON images BEGIN "
-        "INSERT INTO images_fts(rowid, search_text) VALUES (new.rowid, new.search_text); END",
-        "CREATE TRIGGER IF NOT EXISTS images_fts_delete AFTER DELETE ON images BEGIN "
-        "INSERT INTO images_fts(images_fts, rowid, search_text) VALUES ('delete', old.rowid, old.search_text); END",
-        "CREATE TRIGGER IF NOT EXISTS images_fts_update AFTER UPDATE ON images BEGIN "
-        "INSERT INTO images_fts(images_fts, rowid, search_text) VALUES ('delete', old.rowid, old.search_text); "
-        "INSERT INTO images_fts(rowid, search_text) VALUES (new.rowid, new.search_text); END",
-        "CREATE TABLE IF NOT EXISTS catalog_info (key TEXT PRIMARY KEY, value TEXT)",
-    ]
+class Catalog:
+    """An open catalog: the connection and the SQL dialect of its database (SQLite or PostgreSQL)."""
+
+    def __init__(self, connection, dialect: "_Dialect", name: str):
+        self.connection, self.dialect, self.name = connection, dialect, name
+
+    def execute(self, sql: str, params=()):
+        """Run `sql` written with `?` placeholders; the cursor."""
+        return self.connection.execute(self.dialect.placeholders(sql), params)
+
+    def executemany(self, sql: str, rows) -> None:
+        cursor = self.connection.cursor()
+        cursor.executemany(self.dialect.placeholders(sql), rows)
+
+    def transaction(self):
+        return self.dialect.transaction(self.connection)
+
+    def close(self) -> None:
+        self.connection.close()
 
 
-def open_catalog(path: str | Path, create: bool = True) -> sqlite3.Connection:
-    """The catalog at `path` (created with its schema when `create`), rows as sqlite3.Row."""
-    path = Path(path)
-    if not create and not path.is_file():
-        raise SemhpcError(f"{path}: catalog not found (build it with `semhpc catalog build {path} ...`)")
-    if path.exists() and not path.is_file():
-        raise SemhpcError(f"{path}: exists and is not a catalog file")
-    path.parent.mkdir(parents=True, exist_ok=True)
+class _Dialect:
+    """What differs between the databases: connecting, the schema, text search, case-blind match."""
+
+    errors: tuple = ()
+
+    def placeholders(self, sql: str) -> str:
+        return sql
+
+    def text_condition(self, words: list[str]) -> tuple[str, str]:
+        raise NotImplementedError
+
+
+class _SQLite(_Dialect):
+    errors = (sqlite3.DatabaseError,)
+
+    def connect(self, target: str, create: bool):
+        path = Path(target)
+        if not create and not path.is_file():
+            raise SemhpcError(f"{path}: catalog not found (build it with `semhpc catalog build {path} ...`)")
+        if path.exists() and not path.is_file():
+            raise SemhpcError(f"{path}: exists and is not a catalog file")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(path)
+        connection.row_factory = sqlite3.Row
+        return connection
+
+    def transaction(self, connection):
+        return connection  # sqlite3: commit on success, roll back on an exception
+
+    def has_schema(self, catalog: Catalog) -> bool:
+        return catalog.execute("SELECT 1 FROM sqlite_master WHERE name = 'catalog_info'").fetchone() is not None
+
+    def schema(self) -> list[str]:
+        search = " || ' ' || ".join(f"coalesce({column}, '')" for column in TEXT_COLUMNS)
+        columns = ", ".join(f'"{name}" {kind}' for name, kind in COLUMNS.items())
+        return [
+            f"CREATE TABLE images ({columns}, search_text TEXT GENERATED ALWAYS AS ({search}) STORED)",
+            *(f"CREATE INDEX images_{name} ON images({', '.join(columns)})" for name, columns in INDEXES.items()),
+            "CREATE VIRTUAL TABLE images_fts USING fts5(search_text, content='images', content_rowid='rowid')",
+            "CREATE TRIGGER images_fts_insert AFTER INSERT ON images BEGIN "
+            "INSERT INTO images_fts(rowid, search_text) VALUES (new.rowid, new.search_text); END",
+            "CREATE TRIGGER images_fts_delete AFTER DELETE ON images BEGIN "
+            "INSERT INTO images_fts(images_fts, rowid, search_text) VALUES ('delete', old.rowid, old.search_text); END",
+            "CREATE TRIGGER images_fts_update AFTER UPDATE ON images BEGIN "
+            "INSERT INTO images_fts(images_fts, rowid, search_text) VALUES ('delete', old.rowid, old.search_text); "
+            "INSERT INTO images_fts(rowid, search_text) VALUES (new.rowid, new.search_text); END",
+            "CREATE TABLE catalog_info (key TEXT PRIMARY KEY, value TEXT)",
+        ]
+
+    def analyse(self, catalog: Catalog) -> None:
+        catalog.execute("PRAGMA optimize")
+
+    def text_condition(self, words: list[str]) -> tuple[str, str]:
+        match = " AND ".join('"' + word + '"*' for word in words)
+        return "rowid IN (SELECT rowid FROM images_fts WHERE images_fts MATCH ?)", match
+
+    def instrument_condition(self) -> str:
+        return "(vendor = ? OR model = ?)"  # both columns are COLLATE NOCASE
+
+
+class _PostgreSQL(_Dialect):
+    """A catalog a site shares: the same table, a tsvector column with a GIN index for the text."""
+
+    def __init__(self):
+        try:
+            import psycopg
+        except ImportError:
+            raise SemhpcError("a postgresql:// catalog needs the psycopg package (pip install psycopg[binary])") \
+                from None
+        self.psycopg = psycopg
+        self.errors = (psycopg.Error,)
+
+    def connect(self, target: str, create: bool):
+        from psycopg.rows import dict_row
+
+        return self.psycopg.connect(target, row_factory=dict_row, autocommit=True)
+
+    def placeholders(self, sql: str) -> str:
+        return sql.replace("?", "%s")
+
+    def transaction(self, connection):
+        return connection.transaction()
+
+    def has_schema(self, catalog: Catalog) -> bool:
+        return catalog.execute("SELECT to_regclass('catalog_info') AS name").fetchone()["name"] is not None
+
+    def schema(self) -> list[str]:
+        text = " || ' ' || ".join(f"coalesce({column}, '')" for column in TEXT_COLUMNS)
+        columns = ", ".join(f'"{name}" {kind.replace(" COLLATE NOCASE", "")}' for name, kind in COLUMNS.items())
+        return [
+            f"CREATE TABLE images ({columns}, search_text tsvector GENERATED ALWAYS AS "
+            f"(to_tsvector('simple', regexp_replace({text}, '[^[:alnum:]]+', ' ', 'g'))) STORED)",
+            *(f"CREATE INDEX images_{name} ON images({', '.join(columns)})" for name, columns in INDEXES.items()),
+            "CREATE INDEX images_vendor_nocase ON images(lower(vendor))",
+            "CREATE INDEX images_model_nocase ON images(lower(model))",
+            "CREATE INDEX images_text ON images USING gin(search_text)",
+            "CREATE TABLE catalog_info (key TEXT PRIMARY KEY, value TEXT)",
+        ]
+
+    def analyse(self, catalog: Catalog) -> None:
+        catalog.execute("ANALYZE images")
+
+    def text_condition(self, words: list[str]) -> tuple[str, str]:
+        return "search_text @@ to_tsquery('simple', ?)", " & ".join(f"{word}:*" for word in words)
+
+    def instrument_condition(self) -> str:
+        return "(lower(vendor) = lower(?) OR lower(model) = lower(?))"
+
+
+def open_catalog(target: str | Path, create: bool = True) -> Catalog:
+    """The catalog at `target`: a file path (SQLite) or a postgresql:// URL; created with its
+    schema when missing and `create`."""
+    target = str(target)
+    dialect = _PostgreSQL() if target.startswith(("postgresql://", "postgres://")) else _SQLite()
     try:
-        db = sqlite3.connect(path)
-        db.row_factory = sqlite3.Row
-        version = _version(db)
-        if version is None and create:
-            with db:
-                for statement in _schema():
-                    db.execute(statement)
-                db.execute("INSERT OR REPLACE INTO catalog_info VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif version != str(SCHEMA_VERSION):
-            raise SemhpcError(f"{path}: catalog schema {version}, this semhpc reads {SCHEMA_VERSION}; rebuild it")
-    except sqlite3.DatabaseError as exc:
-        raise SemhpcError(f"{path}: not a semhpc catalog ({exc})") from None
-    return db
+        catalog = Catalog(dialect.connect(target, create), dialect, target)
+        if not dialect.has_schema(catalog):
+            if not create:
+                raise SemhpcError(f"{target}: no catalog there (build it with `semhpc catalog build`)")
+            with catalog.transaction():
+                for statement in dialect.schema():
+                    catalog.execute(statement)
+                catalog.execute("INSERT INTO catalog_info VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        version = catalog.execute("SELECT value FROM catalog_info WHERE key = 'schema_version'").fetchone()
+        if version is None or version["value"] != str(SCHEMA_VERSION):
+            raise SemhpcError(f"{target}: catalog schema {version and version['value']}, this semhpc reads "
+                              f"{SCHEMA_VERSION}; rebuild it")
+    except dialect.errors as exc:
+        raise SemhpcError(f"{target}: cannot open as a semhpc catalog ({str(exc).strip().splitlines()[0]})") from None
+    return catalog
 
 
-def _version(db: sqlite3.Connection) -> str | None:
-    if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'catalog_info'").fetchone():
-        return None
-    row = db.execute("SELECT value FROM catalog_info WHERE key = 'schema_version'").fetchone()
-    return row[0] if row else None
-
-
-def upsert(db: sqlite3.Connection, rows: list[dict], batch: int = 5000) -> int:
+def upsert(catalog: Catalog, rows: list[dict], batch: int = 5000) -> int:
     """Insert or update `rows` (dicts of COLUMNS, `path` required) by path; returns how many.
 
     Rows of one call may differ in their keys: each batch groups rows by their set of columns, and
@@ -124,16 +228,16 @@ def upsert(db: sqlite3.Connection, rows: list[dict], batch: int = 5000) -> int:
             if unknown:
                 raise SemhpcError(f"catalog: unknown column(s) {', '.join(sorted(unknown))}")
             by_columns.setdefault(tuple(sorted(row)), []).append(row)
-        with db:
+        with catalog.transaction():
             for columns, group in by_columns.items():
                 names = ", ".join(f'"{c}"' for c in columns)
                 marks = ", ".join("?" for _ in columns)
                 updates = ", ".join(f'"{c}" = excluded."{c}"' for c in columns if c != "path")
-                db.executemany(f"INSERT INTO images ({names}) VALUES ({marks}) ON CONFLICT(path) DO "
-                               + (f"UPDATE SET {updates}" if updates else "NOTHING"),
-                               [tuple(row[c] for c in columns) for row in group])
+                catalog.executemany(f"INSERT INTO images ({names}) VALUES ({marks}) ON CONFLICT(path) DO "
+                                    + (f"UPDATE SET {updates}" if updates else "NOTHING"),
+                                    [tuple(row[c] for c in columns) for row in group])
                 written += len(group)
-    db.execute("PRAGMA optimize")  # refresh the planner's statistics for the new rows
+    catalog.dialect.analyse(catalog)  # refresh the planner's statistics for the new rows
     return written
 
 
@@ -153,8 +257,8 @@ class Query:
     limit: int = 100
 
 
-def sql_of(query: Query) -> tuple[str, list]:
-    """The SELECT for `query` and its parameters."""
+def sql_of(query: Query, dialect: _Dialect) -> tuple[str, list]:
+    """The SELECT for `query` (with `?` placeholders) and its parameters."""
     conditions, params = [], []
 
     def equal(column, value):
@@ -181,30 +285,32 @@ def sql_of(query: Query) -> tuple[str, list]:
     # a date-only upper bound includes its whole day ("2016-06-13" < "2016-06-13T17:06:40")
     between("acquired_at", (low, high + "T99" if high is not None and "T" not in high else high))
     if query.instrument is not None:
-        conditions.append("(vendor = ? OR model = ?)")  # both columns are COLLATE NOCASE
+        conditions.append(dialect.instrument_condition())
         params += [query.instrument, query.instrument]
-    if query.text:
-        conditions.append("rowid IN (SELECT rowid FROM images_fts WHERE images_fts MATCH ?)")
-        params.append(" AND ".join('"' + word.replace('"', '""') + '"*' for word in query.text.split()))
+    words = re.findall(r"\w+", query.text or "")  # the tokenisers' words: letters and digits
+    if words:
+        condition, match = dialect.text_condition(words)
+        conditions.append(condition)
+        params.append(match)
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     return f"SELECT * FROM images{where} LIMIT ?", [*params, query.limit]
 
 
-def run_query(db: sqlite3.Connection, query: Query) -> list[dict]:
+def run_query(catalog: Catalog, query: Query) -> list[dict]:
     """The rows matching `query` (at most `query.limit`, in path order), as dicts without `search_text`.
 
     Which rows a limit keeps is the database's choice (the first it finds on the best index):
     sorting every match first would make broad queries scan them all."""
     if query.decision is not None and query.decision not in DECISIONS:
         raise SemhpcError(f"--decision {query.decision}: one of {', '.join(DECISIONS)}")
-    sql, params = sql_of(query)
+    sql, params = sql_of(query, catalog.dialect)
     try:
-        rows = db.execute(sql, params).fetchall()
-    except sqlite3.OperationalError as exc:
-        raise SemhpcError(f"catalog query failed: {exc}") from None
+        rows = catalog.execute(sql, params).fetchall()
+    except catalog.dialect.errors as exc:
+        raise SemhpcError(f"{catalog.name}: query failed ({str(exc).strip().splitlines()[0]})") from None
     return sorted(({key: row[key] for key in row.keys() if key != "search_text"} for row in rows),
                   key=lambda row: row["path"])
 
 
-def count_rows(db: sqlite3.Connection) -> int:
-    return db.execute("SELECT count(*) FROM images").fetchone()[0]
+def count_rows(catalog: Catalog) -> int:
+    return catalog.execute("SELECT count(*) AS n FROM images").fetchone()["n"]

@@ -14,7 +14,7 @@ def add_arguments(parser) -> None:
     build = actions.add_parser("build", help="index sources into DB (created, or updated in place)",
                                description="Insert or update one row per image (key: its path below the archive "
                                            "folder); indexing a source again updates its rows, never duplicates them.")
-    build.add_argument("db", metavar="DB", help="catalog file (SQLite), created when missing")
+    build.add_argument("db", metavar="DB", help="catalog file (SQLite) or postgresql:// URL, created when missing")
     build.add_argument("--dataset", action="append", default=[], metavar="DIR",
                        help="ingested dataset (`semhpc ingest` OUT): class, split, metadata (repeatable)")
     build.add_argument("--hdf5", action="append", default=[], metavar="DIR",
@@ -29,7 +29,7 @@ def add_arguments(parser) -> None:
     query = actions.add_parser("query", help="search DB; a table, or JSON with --json",
                                description="Every condition given must hold; ranges are MIN..MAX, either side "
                                            "may be left out (0.9.. = at least 0.9).")
-    query.add_argument("db", metavar="DB", help="catalog file built by `semhpc catalog build`")
+    query.add_argument("db", metavar="DB", help="catalog file or postgresql:// URL built by `semhpc catalog build`")
     query.add_argument("--class", dest="image_class", metavar="NAME", help="ingested category (the true label)")
     query.add_argument("--label", metavar="NAME", help="top-1 predicted category")
     query.add_argument("--confidence", metavar="MIN..MAX", help="top-1 score range, e.g. 0.9..")
