@@ -67,7 +67,7 @@ def archive(tmp_path_factory):
 
 
 def test_build_indexes_every_image_once_with_all_three_sources(archive, target, capsys):
-    root, src, relative_paths = archive
+    root, _, relative_paths = archive
     db = target
     code, out, _ = semhpc(capsys, "catalog", "build", db, "--dataset", root / "data", "--hdf5", root / "h5",
                           "--predictions", root / "predictions.csv")
@@ -190,7 +190,7 @@ def test_a_file_that_is_not_a_catalog_is_refused(tmp_path, capsys):
     assert code == 2 and f"{tmp_path / 'x.sqlite'}: cannot open as a semhpc catalog" in err and err.count("\n") == 1
 
 
-def test_postgresql_catalog_errors_are_one_line(postgres_server, capsys):
+def test_postgresql_catalog_errors_are_one_line(postgres_server, capsys):  # noqa: F811  (the fixture)
     empty = postgres_server.new_database()
     code, _, err = semhpc(capsys, "catalog", "query", empty)
     assert code == 2 and f"{empty}: no catalog there" in err and err.count("\n") == 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def hdf5_rows(hdf5_dir: str | Path) -> tuple[list[dict], list[tuple[str, str]]]:
                 for group, fields in FIELDS.items():
                     attributes = h5[group].attrs if group in h5 else {}
                     row.update({f"{group}_{field}": _plain(attributes.get(field)) for field in fields})
-                classification = h5[CLASSIFICATION_GROUP] if CLASSIFICATION_GROUP in h5 else None
+                classification = h5.get(CLASSIFICATION_GROUP)
                 if classification is not None and "top1_label" in classification.attrs:
                     row.update(_classification_columns(classification))
                 rows.append(row)
@@ -112,7 +113,7 @@ def _plain(value):
         return value.decode("utf-8", "replace")
     if hasattr(value, "item"):
         value = value.item()
-    if isinstance(value, float) and value != value:
+    if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, (list, dict)):
         return json.dumps(value)

@@ -64,7 +64,7 @@ TABLE_COLUMNS = ("path", "class", "top1_label", "top1_score", "decision", "vendo
 class Catalog:
     """An open catalog: the connection and the SQL dialect of its database (SQLite or PostgreSQL)."""
 
-    def __init__(self, connection, dialect: "_Dialect", name: str):
+    def __init__(self, connection, dialect: _Dialect, name: str):
         self.connection, self.dialect, self.name = connection, dialect, name
 
     def execute(self, sql: str, params=()):
@@ -121,13 +121,13 @@ class _SQLite(_Dialect):
             f"CREATE TABLE images ({columns}, search_text TEXT GENERATED ALWAYS AS ({search}) STORED)",
             *(f"CREATE INDEX images_{name} ON images({', '.join(columns)})" for name, columns in INDEXES.items()),
             "CREATE VIRTUAL TABLE images_fts USING fts5(search_text, content='images', content_rowid='rowid')",
-            "CREATE TRIGGER images_fts_insert AFTER INSERT ON images BEGIN "
-            "INSERT INTO images_fts(rowid, search_text) VALUES (new.rowid, new.search_text); END",
-            "CREATE TRIGGER images_fts_delete AFTER DELETE ON images BEGIN "
-            "INSERT INTO images_fts(images_fts, rowid, search_text) VALUES ('delete', old.rowid, old.search_text); END",
-            "CREATE TRIGGER images_fts_update AFTER UPDATE ON images BEGIN "
-            "INSERT INTO images_fts(images_fts, rowid, search_text) VALUES ('delete', old.rowid, old.search_text); "
-            "INSERT INTO images_fts(rowid, search_text) VALUES (new.rowid, new.search_text); END",
+            ("CREATE TRIGGER images_fts_insert AFTER INSERT ON images BEGIN "
+             "INSERT INTO images_fts(rowid, search_text) VALUES (new.rowid, new.search_text); END"),
+            ("CREATE TRIGGER images_fts_delete AFTER DELETE ON images BEGIN "
+             "INSERT INTO images_fts(images_fts, rowid, search_text) VALUES ('delete', old.rowid, old.search_text); END"),
+            ("CREATE TRIGGER images_fts_update AFTER UPDATE ON images BEGIN "
+             "INSERT INTO images_fts(images_fts, rowid, search_text) VALUES ('delete', old.rowid, old.search_text); "
+             "INSERT INTO images_fts(rowid, search_text) VALUES (new.rowid, new.search_text); END"),
             "CREATE TABLE catalog_info (key TEXT PRIMARY KEY, value TEXT)",
         ]
 
@@ -172,8 +172,8 @@ class _PostgreSQL(_Dialect):
         text = " || ' ' || ".join(f"coalesce({column}, '')" for column in TEXT_COLUMNS)
         columns = ", ".join(f'"{name}" {kind.replace(" COLLATE NOCASE", "")}' for name, kind in COLUMNS.items())
         return [
-            f"CREATE TABLE images ({columns}, search_text tsvector GENERATED ALWAYS AS "
-            f"(to_tsvector('simple', regexp_replace({text}, '[^[:alnum:]]+', ' ', 'g'))) STORED)",
+            (f"CREATE TABLE images ({columns}, search_text tsvector GENERATED ALWAYS AS "
+             f"(to_tsvector('simple', regexp_replace({text}, '[^[:alnum:]]+', ' ', 'g'))) STORED)"),
             *(f"CREATE INDEX images_{name} ON images({', '.join(columns)})" for name, columns in INDEXES.items()),
             "CREATE INDEX images_vendor_nocase ON images(lower(vendor))",
             "CREATE INDEX images_model_nocase ON images(lower(model))",
@@ -308,7 +308,7 @@ def run_query(catalog: Catalog, query: Query) -> list[dict]:
         rows = catalog.execute(sql, params).fetchall()
     except catalog.dialect.errors as exc:
         raise SemhpcError(f"{catalog.name}: query failed ({str(exc).strip().splitlines()[0]})") from None
-    return sorted(({key: row[key] for key in row.keys() if key != "search_text"} for row in rows),
+    return sorted(({key: value for key, value in dict(row).items() if key != "search_text"} for row in rows),
                   key=lambda row: row["path"])
 
 

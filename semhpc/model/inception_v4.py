@@ -19,7 +19,12 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from semhpc.model.inception_v3 import auxiliary_head, conv2d_bn, pool_branch, split_1x3_3x1
+from semhpc.model.inception_v3 import (
+    auxiliary_head,
+    conv2d_bn,
+    pool_branch,
+    split_1x3_3x1,
+)
 
 layers = tf.keras.layers
 

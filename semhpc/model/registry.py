@@ -173,9 +173,9 @@ def count_params(name: str, num_classes: int = 10, input_size: Optional[int] = N
 
 # A layer's block is the first match of: `conv3_block4` (DenseNet dense layer), `mixed5`,
 # `mixed6b` (Inception module), `block17_3` (Inception-ResNet block), `conv1`, `pool2`,
-# `conv2b`, `pool3a` (stems, transitions, AlexNet/VGG stages); names with a "/" (`conv1/conv`, `fc6/dense`, `conv3_1/relu`, `aux_logits/conv1_bn`)
-# belong to the part before the first "/". Head layers (`bn`, `avg_pool`, `predictions`) are
-# their own block.
+# `conv2b`, `pool3a` (stems, transitions, AlexNet/VGG stages); names with a "/" (`conv1/conv`,
+# `fc6/dense`, `conv3_1/relu`, `aux_logits/conv1_bn`) belong to the part before the first "/".
+# Head layers (`bn`, `avg_pool`, `predictions`) are their own block.
 _BLOCK = re.compile(r"^(conv\d+_block\d+|mixed\d+[a-z]?|block\d+_\d+|(?:conv|pool)\d+[a-z]?)(?=_|$)")
 
 
