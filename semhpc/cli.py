@@ -36,6 +36,7 @@ COMMANDS = (
     "export",
     "classify",
     "calibrate",
+    "catalog",
     "bench",
     "profile",
 )

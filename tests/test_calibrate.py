@@ -70,12 +70,65 @@ def test_crossing_is_where_p_top_correct_passes_one_half():
         scores += [bin_centre(b)] * 4
         outcomes += ["top"] * right + ["neither"] * (4 - right)
     report = analyse(*scores_for(scores, outcomes), Thresholds())
-    assert report["crossing_score"] == pytest.approx(0.35)
+    assert report["crossings"]["top1"]["score"] == pytest.approx(0.35)
+    low, high = report["crossings"]["top1"]["ci95"]
+    assert low <= 0.35 <= high
+
+
+def test_top_two_crossing_proposes_the_suggest_threshold():
+    # Top-1 right in bins >= 10 only; the top two are right from bin 7 (centre 0.375) up, and in
+    # 1 of 4 images of bin 6 (0.325): the top-two curve crosses 0.5 between 0.325 and 0.375.
+    scores, outcomes = [], []
+    for b in range(2, 20):
+        per_bin = (["neither"] * 4 if b < 6 else ["second", "neither", "neither", "neither"] if b == 6
+                   else ["second"] * 4 if b < 10 else ["top"] * 4)
+        scores += [bin_centre(b)] * 4
+        outcomes += per_bin
+    report = analyse(*scores_for(scores, outcomes), Thresholds(), target_precision=0.95)
+    top2 = report["p_top2_correct"]["probability"]
+    assert top2[6] == pytest.approx(0.25) and top2[7] == top2[19] == 1.0
+    assert report["crossings"]["top2"]["score"] == pytest.approx(0.325 + (0.5 - 0.25) / 0.75 * 0.05)
+    assert report["crossings"]["top1"]["score"] == pytest.approx((0.475 + 0.525) / 2)
+    by_crossing = report["crossing_thresholds"]
+    assert by_crossing == {"auto": pytest.approx(bin_centre(10)),
+                           "suggest": report["crossings"]["top2"]["score"]}
+    assert report["policy"]["crossing"]["share"]["suggest"] == pytest.approx(12 / 72)  # bins 7-9
 
 
 def test_no_crossing_when_the_top_label_is_always_right():
     report = analyse(*scores_for([0.2, 0.5, 0.95], ["top"] * 3), Thresholds())
-    assert report["crossing_score"] is None
+    assert report["crossings"]["top1"] == {"score": None, "ci95": None, "resamples_crossing": 0.0}
+    assert report["crossing_thresholds"]["suggest"] is None and report["policy"]["crossing"] is None
+
+
+def test_wilson_interval_of_a_bin():
+    report = analyse(*scores_for([0.525] * 10, ["neither"] * 10), Thresholds())
+    curve = report["p_top_correct"]
+    # 0 of 10: the textbook 95% Wilson interval is [0, 0.2775]
+    assert (curve["probability"][10], curve["ci95_low"][10]) == (0.0, 0.0)
+    assert curve["ci95_high"][10] == pytest.approx(0.2775, abs=1e-4)
+    assert curve["ci95_low"][0] is None
+
+
+def calibrated_model(images: int, seed: int):
+    """Uniform top scores s; top-1 right with probability s, top two right with min(1, s + 0.15):
+    the curves cross 0.5 at 0.5 and 0.35, the thesis' numbers."""
+    rng = np.random.default_rng(seed)
+    scores = rng.uniform(0.12, 1.0, images)
+    draw = rng.random(images)
+    outcomes = np.where(draw < scores, "top", np.where(draw < np.minimum(1, scores + 0.15), "second", "neither"))
+    return scores_for(scores, outcomes, seed)
+
+
+def test_crossings_recover_the_true_ones_within_their_intervals_which_shrink_with_data():
+    small = analyse(*calibrated_model(500, 1), Thresholds())["crossings"]
+    large = analyse(*calibrated_model(8000, 2), Thresholds())["crossings"]
+    for name, truth in (("top1", 0.5), ("top2", 0.35)):
+        low, high = large[name]["ci95"]
+        assert low <= truth <= high, (name, large[name])
+        assert large[name]["score"] == pytest.approx(truth, abs=0.05)
+        assert high - low < np.diff(small[name]["ci95"])[0], name
+        assert large[name]["resamples_crossing"] == 1.0
 
 
 def brute_force_lowest_threshold(scores, hits, target):
@@ -144,3 +197,4 @@ def test_calibrate_command_on_an_ingested_split(tmp_path):
     assert report["model_version"] == bundle.model_version and report["split"] == "test"
     assert (bundle.path / "calibration" / "calibration-test.png").stat().st_size > 0
     assert f"{report['images']} images" in stdout
+    assert "P(top-1 or top-2 correct)" in stdout

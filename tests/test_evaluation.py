@@ -33,4 +33,14 @@ def test_last_ten_evaluations(tmp_path):
     assert last["count"] == 10
     assert last["mean"] == pytest.approx(np.mean(values[2:]))
     assert last["std"] == pytest.approx(np.std(values[2:]))
+    assert last["split"] == "validation"  # records before train.eval_split scored the validation split
     assert last_evaluations(tmp_path / "missing.jsonl")["count"] == 0
+
+
+def test_last_evaluations_name_their_split_and_do_not_mix_splits(tmp_path):
+    records = [{"kind": "epoch", "step": i, "val_accuracy": 0.5, "eval_split": "validation"} for i in range(3)]
+    records += [{"kind": "epoch", "step": 3 + i, "val_accuracy": 0.9 + 0.01 * i, "eval_split": "test"} for i in range(4)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    last = last_evaluations(tmp_path / "metrics.jsonl")
+    assert (last["split"], last["count"]) == ("test", 4)
+    assert last["mean"] == pytest.approx(0.915)

@@ -8,15 +8,24 @@ import numpy as np
 import pytest
 from ingest_helpers import read_errors, run_semhpc, write_image, write_tree
 from PIL import Image
-from sem_fixtures import gradient
+from sem_fixtures import REAL_SAMPLES, gradient
 
 from semhpc.classify.hdf5_group import hdf5_path, read_classification, write_classification
 from semhpc.cli import main as semhpc_main
+from semhpc.data.nffa_context import FIELDS, check_file, instrument_context
 from semhpc.data.sem_tiff import display_path, read_sem_tiff
 from semhpc.data.tfrecord import pixel_sha256
 
 PREDICTION = {"top1_label": "Powder", "top1_score": 0.93, "decision": "auto", "model_version": "test",
               **{f"top{k}_label": f"class{k}" for k in range(2, 6)}, **{f"top{k}_score": 0.01 for k in range(2, 6)}}
+
+
+def user_and_sample(h5) -> tuple[dict, dict]:
+    def attributes(group):
+        values = dict(h5[group].attrs)
+        return {**values, "sources": json.loads(values.pop("sources"))}
+
+    return attributes("user"), attributes("sample")
 
 
 def convert(src, out, *options) -> int:
@@ -38,7 +47,7 @@ def test_each_image_becomes_an_nffa_hdf5_file(tree, tmp_path):
     for relative in relative_paths:
         source = read_sem_tiff(src / relative)
         with h5py.File(tmp_path / "out" / relative.replace(".tif", ".h5")) as h5:
-            assert h5.attrs["schema_version"] == 1 and h5.attrs["source_file"] == relative
+            assert h5.attrs["schema_version"] == 2 and h5.attrs["source_file"] == relative
             assert h5.attrs["pixel_sha256"] == pixel_sha256(source.pixels)
             image = h5["image"]
             assert image.dtype == np.uint8 and np.array_equal(image[()], source.pixels)
@@ -49,6 +58,11 @@ def test_each_image_becomes_an_nffa_hdf5_file(tree, tmp_path):
             assert json.loads(metadata.pop("warnings")) == source.warnings
             assert metadata == {key: value for key, value in source.meta.items() if value is not None}
             assert len(h5["classification"]) == 0 and len(h5["classification"].attrs) == 0
+            # user/sample from the instrument tags: the FEI fixtures name their user "supervisor"
+            expected_user = {"name": "supervisor"} if source.meta["vendor"] == "FEI" else {}
+            assert user_and_sample(h5) == ({**expected_user, "sources": {field: "instrument" for field in expected_user}},
+                                           {"sources": {}})
+        assert check_file(tmp_path / "out" / relative.replace(".tif", ".h5")) == []
 
 
 def test_classify_finds_and_fills_the_classification_group(tree, tmp_path):
@@ -118,3 +132,87 @@ def test_two_ranks_write_what_one_process_writes(tree, tmp_path):
             assert np.array_equal(a["image"][()], b["image"][()])
             assert dict(a["metadata"].attrs) == dict(b["metadata"].attrs)
     assert read_errors(tmp_path / "one") == read_errors(tmp_path / "two")
+
+
+# --- user and sample groups: facility sidecar and instrument tags --------------------------------
+
+FACILITY_CSV = """path,user.name,user.email,user.affiliation,sample.id,sample.material,user.proposal
+Powder/powder_000.tif,Ada Lovelace,ada@example.org,CNR-IOM,S-0042,TiO2,NFFA-ID-17
+./2019/march/scan.tif,,,,S-0043,,
+Gone/never.tif,Nobody,,,,,
+"""
+FACILITY_YAML = """
+Powder/powder_000.tif:
+  user: {name: Ada Lovelace, email: ada@example.org, affiliation: CNR-IOM, proposal: NFFA-ID-17}
+  sample: {id: S-0042, material: TiO2}
+2019/march/scan.tif:
+  sample: {id: S-0043}
+Gone/never.tif:
+  user: {name: Nobody}
+"""
+
+
+@pytest.mark.parametrize("suffix, text", [(".csv", FACILITY_CSV), (".yaml", FACILITY_YAML)])
+def test_facility_sidecar_fills_user_and_sample_over_the_instrument_tags(tree, tmp_path, capsys, suffix, text):
+    src, _ = tree
+    sidecar = tmp_path / f"facility{suffix}"
+    sidecar.write_text(text)
+    assert convert(src, tmp_path / "out", "--facility-metadata", sidecar) == 0
+    assert f"facility metadata for 2 of the converted image(s); 1 row(s) of {sidecar}" in capsys.readouterr().out
+    with h5py.File(tmp_path / "out" / "Powder" / "powder_000.h5") as h5:  # an FEI file: its tag says "supervisor"
+        user, sample = user_and_sample(h5)
+    assert user == {"name": "Ada Lovelace", "email": "ada@example.org", "affiliation": "CNR-IOM",
+                    "proposal": "NFFA-ID-17", "sources": dict.fromkeys(["name", "email", "affiliation", "proposal"],
+                                                                       "facility")}
+    assert sample == {"id": "S-0042", "material": "TiO2", "sources": {"id": "facility", "material": "facility"}}
+    with h5py.File(tmp_path / "out" / "2019" / "march" / "scan.h5") as h5:  # sidecar sample, instrument user
+        assert user_and_sample(h5) == ({"name": "supervisor", "sources": {"name": "instrument"}},
+                                       {"id": "S-0043", "sources": {"id": "facility"}})
+    with h5py.File(tmp_path / "out" / "Tips" / "tips_000.h5") as h5:  # in no row, no tags: empty groups
+        assert user_and_sample(h5) == ({"sources": {}}, {"sources": {}})
+    assert all(check_file(path) == [] for path in (tmp_path / "out").rglob("*.h5"))
+
+
+@pytest.mark.parametrize("suffix, text, error", [
+    (".csv", "path,user.phone\na.tif,123\n", "column 'user.phone' is not a known field"),
+    (".csv", "file,user.name\na.tif,x\n", "no 'path' column"),
+    (".csv", "path,user.email\na.tif,ada.example.org\n", ":2: user.email 'ada.example.org' is not an e-mail address"),
+    (".csv", "path,user.name\na.tif,x\n./a.tif,y\n", ":3: path 'a.tif' appears twice"),
+    (".csv", "path,user.name\n../a.tif,x\n", ":2: path '../a.tif' must be a relative path below SRC"),
+    (".csv", "path,user.name\na.tif,x,extra\n", ":2: more cells than the 2 columns of the header"),
+    (".yaml", "a.tif: {user: {phone: 1}}", ": a.tif: user.phone is not a known field (name, email"),
+    (".yaml", "a.tif: {owner: {name: x}}", ": a.tif: 'owner' is not a group (user, sample)"),
+    (".yaml", "a.tif: {sample: {id: [1, 2]}}", ": a.tif: sample.id must be text or a number, got list"),
+    (".yaml", "- a.tif", ": top level must map image paths"),
+    (".txt", "a.tif", ": facility metadata must be .csv, .yaml or .yml"),
+])
+def test_bad_facility_metadata_is_one_error_line_naming_file_and_row(tree, tmp_path, capsys, suffix, text, error):
+    src, _ = tree
+    sidecar = tmp_path / f"facility{suffix}"
+    sidecar.write_text(text)
+    assert convert(src, tmp_path / "out", "--facility-metadata", sidecar) == 2
+    message = capsys.readouterr().err
+    assert message.startswith(f"semhpc hdf5: error: {sidecar}") and error in message and message.count("\n") == 1
+    assert not list((tmp_path / "out").rglob("*.h5"))
+
+
+def test_check_file_names_what_breaks_the_layout(tree, tmp_path):
+    src, relative_paths = tree
+    assert convert(src, tmp_path / "out") == 0
+    path = tmp_path / "out" / relative_paths[0].replace(".tif", ".h5")
+    with h5py.File(path, "a") as h5:
+        h5["user"].attrs["phone"] = "123"
+        h5["user"].attrs["email"] = "nobody"
+        del h5["sample"]
+    assert sorted(check_file(path)) == ["/sample group missing", "/user attribute phone is not a documented field",
+                                        "/user email 'nobody' is not an e-mail address", "/user email has no source"]
+
+
+@pytest.mark.skipif(not REAL_SAMPLES.is_dir(), reason="real SEM samples not available")
+def test_real_instrument_tags_give_user_and_sample_fields():
+    fei = instrument_context(read_sem_tiff(REAL_SAMPLES / "FEI-Helios-Ebeam-8bits.tif").raw)
+    zeiss = instrument_context(read_sem_tiff(REAL_SAMPLES / "test_tiff_Zeiss_SEM_1k.tif").raw)
+    assert fei == {"user": {"name": "supervisor", "note": "Helios E-Beam"}, "sample": {}}
+    # Zeiss: "User Name = LIM", "Sample Holder = Carousel 9x9mm"; "Sample ID =" and "User Text =" are empty
+    assert zeiss == {"user": {"name": "LIM"}, "sample": {"holder": "Carousel 9x9mm"}}
+    assert set(FIELDS) == {"user", "sample"}

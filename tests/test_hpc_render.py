@@ -417,6 +417,7 @@ def submit_here(tmp_path, monkeypatch):
 
 def test_dry_run_prints_the_script_and_submits_nothing(submit_here, capsys):
     work, calls = submit_here
+    (work / "c.yaml").write_text("run:\n  dir: r\n")  # read for launch.gpus
     assert cli.main(["submit", "--cluster", "local-slurm", "--job", "train", "--dry-run", "--",
                      "--config", "c.yaml"]) == 0
     out = capsys.readouterr().out
@@ -461,6 +462,7 @@ def test_a_profiles_default_job_arguments_are_checked_before_anything_is_queued(
 
 def test_submit_records_the_job_and_jobs_and_cancel_use_the_record(submit_here, capsys):
     work, calls = submit_here
+    (work / "c.yaml").write_text("run:\n  dir: r\n")  # read for launch.gpus
     assert cli.main(["submit", "--cluster", "local-slurm", "--job", "train", "--walltime", "10m", "--",
                      "--config", "c.yaml"]) == 0
     assert capsys.readouterr().out.split()[:2] == ["job", "101"]

@@ -19,14 +19,23 @@ from semhpc.model import registry
 from semhpc.model.densenet import DENSENET_VARIANTS
 from semhpc.utils.errors import SemhpcError
 
-# REFERENCE §2 (000 Table 2.1), parameters with the classifier head.
-REFERENCE_PARAMS = {
-    "densenet28": 2.0e6,
-    "densenet40": 2.7e6,
-    "densenet91": 4.0e6,
+# De Nobili 2018, Table 2.1: "number of parameters (weights and biases)" with the classifier head.
+TABLE_2_1 = {
     "densenet121": 6.9e6,
+    "densenet91": 4.0e6,
+    "densenet40": 2.7e6,
+    "densenet28": 2.0e6,
+    "inception_v3": 27.1e6,
     "alexnet": 50.3e6,
 }
+# DenseNet-28 is fully specified by the thesis (k=56, blocks [2, 6, 4], one stem conv, one FC):
+# that network has 2.10M weights and biases, 5% above the table's "~2M", a figure given to one
+# significant digit. Every other row is held to 3%.
+TABLE_2_1_TOLERANCE = {"densenet28": 0.055}
+# Published sizes of the models the thesis trained outside Table 2.1 (1000 classes, no aux head):
+# Szegedy et al. 2017 / keras applications.
+PUBLISHED_PARAMS = {"inception_v4": 42.7e6, "inception_resnet_v2": 55.8e6}
+KERAS_INCEPTION_RESNET_V2_PARAMS = 55_873_736
 KERAS_DENSENET121_PARAMS = 7_047_754  # REFERENCE §2: keras DenseNet121 with 10 classes
 
 
@@ -147,7 +156,7 @@ def test_densenet_variants_match_reference_size_and_layer_count(name):
     growth_rate, blocks = DENSENET_VARIANTS[name]
     row = registry.describe(name, input_size=32)
     print(f"{name}: {row['params']:,} parameters with 10 classes")
-    assert row["params"] == pytest.approx(REFERENCE_PARAMS[name], rel=0.10)
+    assert row["params"] == pytest.approx(TABLE_2_1[name], rel=0.10)
     depth_in_name = int(re.search(r"\d+$", name).group())
     convention = 1 + 2 * sum(blocks) + (len(blocks) - 1) + 1  # stem + dense layers + transitions + FC
     assert row["layers"] == convention == depth_in_name
@@ -162,10 +171,27 @@ def test_densenet28_is_three_blocks_two_transitions_one_stem_conv_one_fc():
     assert sorted(set(blocks) - set(dense_layers)) == ["conv1", "pool2", "pool3", "predictions"]
 
 
+@pytest.mark.parametrize("name", sorted(TABLE_2_1))
+def test_parameters_on_the_thesis_basis_match_table_2_1(name):
+    spec = registry.get_spec(name)
+    # DenseNets' counts do not depend on the input size; AlexNet's FC and Inception's aux head do.
+    size = 32 if name.startswith("densenet") else None
+    basis = registry.thesis_basis(name, input_size=size)
+    print(f"{name}: {basis}")
+    assert basis["classes"] == spec.thesis_classes == {"inception_v3": 1001, "alexnet": 1000}.get(name, 10)
+    assert basis["aux_logits"] == (name == "inception_v3")
+    assert basis["trainable"] == pytest.approx(TABLE_2_1[name], rel=TABLE_2_1_TOLERANCE.get(name, 0.03))
+    assert basis["trainable"] <= basis["params"]
+    if name == "inception_v3":  # TF-Slim's ImageNet Inception-v3: 1001 classes with the aux head
+        assert (basis["trainable"], basis["params"]) == (27_145_970, 27_182_194)
+    if name == "alexnet":  # no BN: every parameter is a weight or a bias
+        assert basis["trainable"] == basis["params"] == 50_303_912
+
+
 def test_alexnet_and_vgg11_sizes_and_layers():
     alexnet = registry.describe("alexnet")
     print(f"alexnet: {alexnet['params']:,} parameters at {alexnet['input_size']} px with 10 classes")
-    assert alexnet["params"] == pytest.approx(REFERENCE_PARAMS["alexnet"], rel=0.10)
+    assert alexnet["params"] == 50_303_912 - 990 * (4096 + 1)  # the 1000-class count minus 990 outputs
     assert alexnet["layers"] == 5 + 3
     assert registry.describe("vgg11", input_size=32)["layers"] == 8 + 3
 
@@ -208,6 +234,14 @@ def expected_blocks() -> dict[str, set[str]]:
                         "predictions"} | dense_layers,
         "inception_v3": {"input", "conv1a", "conv2a", "conv2b", "pool3a", "conv3b", "conv4a", "pool5a",
                          "avg_pool", "predictions", "aux_logits"} | {f"mixed{i}" for i in range(11)},
+        "inception_v4": {"input", "conv1a", "conv2a", "conv2b", "mixed3a", "mixed4a", "mixed5a", "mixed6a",
+                         "mixed7a", "avg_pool", "predictions", "aux_logits"}
+                        | {f"mixed5{letter}" for letter in "bcde"} | {f"mixed6{letter}" for letter in "bcdefgh"}
+                        | {f"mixed7{letter}" for letter in "bcd"},
+        "inception_resnet_v2": {"input", "conv1a", "conv2a", "conv2b", "pool3a", "conv3b", "conv4a", "pool5a",
+                                "mixed5b", "mixed6a", "mixed7a", "conv7b", "avg_pool", "predictions", "aux_logits"}
+                               | {f"block35_{i}" for i in range(1, 11)} | {f"block17_{i}" for i in range(1, 21)}
+                               | {f"block8_{i}" for i in range(1, 11)},
         "alexnet": {"input", "conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5",
                     "fc6", "fc7", "predictions"},
         "vgg11": {"input", "fc6", "fc7", "predictions"} | vgg_convs | {f"pool{i}" for i in range(1, 6)},
@@ -229,6 +263,62 @@ def test_every_layer_maps_to_its_block(densenet121_pair):
     # Each DenseNet dense layer is one block holding its two convolutions.
     dense_blocks = [block for block in conv_and_fc_blocks(models["densenet121"]) if "_block" in block]
     assert all(dense_blocks.count(block) == 2 for block in dense_blocks)
+
+
+@pytest.mark.parametrize("name", ["inception_v4", "inception_resnet_v2"])
+def test_inception_v4_and_resnet_v2_layers_map_to_their_modules(name):
+    with tf.Graph().as_default():  # names and shapes only, no weights allocated
+        model = registry.build(name, input_size=75, aux_logits=True)
+        blocks = [registry.layer_block(layer.name) for layer in model.layers]
+        assert set(blocks) == expected_blocks()[name]
+        assert all(layer.name.startswith(block) for layer, block in zip(model.layers, blocks))
+        assert_logits(model)
+        convs = conv_and_fc_blocks(model)
+    # A module's convolutions all group under it: e.g. Inception-B has 10, an Inception-ResNet-B 4 + projection.
+    per_block = {"inception_v4": {"mixed5b": 7, "mixed6b": 10, "mixed7b": 10, "mixed7a": 6},
+                 "inception_resnet_v2": {"block35_1": 7, "block17_20": 5, "block8_10": 5, "conv7b": 1}}[name]
+    assert {block: convs.count(block) for block in per_block} == per_block
+
+
+def test_inception_v4_has_the_papers_grid_sizes_and_size():
+    with tf.Graph().as_default():  # shapes only, no weights allocated
+        model = registry.build("inception_v4", num_classes=1000, aux_logits=True)
+        shapes = {name: tuple(model.get_layer(name).output.shape[1:]) for name in
+                  ("conv2b", "mixed3a", "mixed4a", "mixed5a", "mixed5e", "mixed6a", "mixed6h", "mixed7a", "mixed7d")}
+        aux_kernel = model.get_layer("aux_logits/conv2_conv").kernel.shape
+    # Szegedy et al. 2017, Fig. 3-8: 147x147x64, 73x73x160, 71x71x192, 35x35x384, 17x17x1024, 8x8x1536.
+    assert shapes == {"conv2b": (147, 147, 64), "mixed3a": (73, 73, 160), "mixed4a": (71, 71, 192),
+                      "mixed5a": (35, 35, 384), "mixed5e": (35, 35, 384), "mixed6a": (17, 17, 1024),
+                      "mixed6h": (17, 17, 1024), "mixed7a": (8, 8, 1536), "mixed7d": (8, 8, 1536)}
+    assert aux_kernel == (5, 5, 128, 768)
+    row = registry.describe("inception_v4", num_classes=1000, input_size=75)
+    assert row["params"] == pytest.approx(PUBLISHED_PARAMS["inception_v4"], rel=0.005)
+    assert row["layers"] == 149 + 1  # convs of stem 11, A 4x7, red-A 4, B 7x10, red-B 6, C 3x10; FC
+
+
+def test_inception_resnet_v2_main_path_is_the_keras_graph():
+    ours = registry.build("inception_resnet_v2", num_classes=1000, input_size=75)
+    keras = tf.keras.applications.InceptionResNetV2(weights=None, classes=1000, input_shape=(75, 75, 3),
+                                                    classifier_activation=None)
+    assert ours.count_params() == keras.count_params() == KERAS_INCEPTION_RESNET_V2_PARAMS
+    assert KERAS_INCEPTION_RESNET_V2_PARAMS == pytest.approx(PUBLISHED_PARAMS["inception_resnet_v2"], rel=0.005)
+    assert [w.shape for w in ours.weights] == [w.shape for w in keras.weights]
+    keras.set_weights(perturbed(keras.get_weights()))
+    ours.set_weights(keras.get_weights())
+    assert_same_outputs(ours, keras, 75)
+
+
+@pytest.mark.parametrize("name", ["inception_v4", "inception_resnet_v2"])
+def test_new_inception_models_train_with_their_aux_head(name):
+    spec = registry.get_spec(name)
+    assert (spec.aux_loss_weight, spec.logits_scopes, spec.preprocessing) == (0.4, ("predictions", "aux_logits"), "tf")
+    model = registry.build(name, input_size=75, aux_logits=True, dropout=0.2)
+    logits, aux = model(random_images(75), training=True)
+    assert logits.shape == aux.shape == (2, 10)
+    assert np.isfinite(logits.numpy()).all() and np.isfinite(aux.numpy()).all()
+    assert model.get_layer("dropout").rate == 0.2
+    with pytest.raises(SemhpcError, match=f"image size 74 is too small for model {name} .minimum 75"):
+        registry.build(name, input_size=74)
 
 
 def test_unknown_model_names_the_closest():
@@ -264,9 +354,10 @@ def test_models_command_json_and_table(monkeypatch, capsys):
     assert [row["name"] for row in rows] == list(subset)
     for row in rows:
         spec = registry.get_spec(row["name"])
-        assert set(row) == {"name", "input_size", "params", "layers"}
+        assert set(row) == {"name", "input_size", "params", "layers", "thesis_basis"}
         assert row["input_size"] == spec.default_input_size
         assert row["params"] == registry.count_params(row["name"])
+        assert row["thesis_basis"] == registry.thesis_basis(row["name"])
     assert [row["layers"] for row in rows] == [28, 8]
 
     assert cli.main(["models"]) == 0

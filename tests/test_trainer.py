@@ -54,7 +54,8 @@ def test_two_ranks_agree_and_only_rank0_writes(dataset, tmp_path):
     rank 1 wrote anything."""
     (tmp_path / "r0").mkdir()
     (tmp_path / "r1").mkdir()
-    single = mpirun_command(1, train_args(dataset, "run"))
+    # train.eval_split=test: the thesis' protocol, epoch-end evaluations score the test split.
+    single = mpirun_command(1, train_args(dataset, "run", "train.eval_split=test"))
     app_at = single.index(sys.executable)
     options, app = single[3:app_at], single[app_at:]
     cmd = ["mpirun", *options, "-np", "1", "--wdir", str(tmp_path / "r0"), *app,
@@ -81,6 +82,9 @@ def test_two_ranks_agree_and_only_rank0_writes(dataset, tmp_path):
     epochs = [r for r in records if r["kind"] == "epoch"]
     assert [e["epoch"] for e in epochs] == [1, 2]
     assert all(e["images_per_sec"] > 0 and 0 <= e["val_accuracy"] <= 1 for e in epochs)
+    # The last epoch-end evaluation scored the test split with the final weights: the test result.
+    assert [e["eval_split"] for e in epochs] == ["test", "test"]
+    assert epochs[-1]["val_accuracy"] == result["accuracy"]
     assert sum(m["support"] for m in result["per_class"].values()) == result["images"]
 
     # `semhpc eval` in one process scores the saved weights exactly as the 2-rank run did.
@@ -89,7 +93,7 @@ def test_two_ranks_agree_and_only_rank0_writes(dataset, tmp_path):
     evaluation = json.loads((run / "eval.json").read_text())
     assert evaluation["confusion"] == result["confusion"]
     assert evaluation["accuracy"] == result["accuracy"]
-    assert evaluation["last_evaluations"]["count"] == 2
+    assert evaluation["last_evaluations"]["count"] == 2 and evaluation["last_evaluations"]["split"] == "test"
     assert json.loads(out.stdout)["split"] == "test"
 
 

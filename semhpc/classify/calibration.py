@@ -3,8 +3,11 @@
 The analyses of REFERENCE §6 (Aversa §4.3.2), on one split of an ingested dataset:
   * histogram of the top-1 score, each image counted as `top_correct` (top-1 is the label),
     `second_correct` (top-2 is) or `neither`;
-  * P(top-1 correct | score), per score bin, and the score where it crosses 0.5 -- the point where
-    the "top correct" and "top wrong" histograms cross (the thesis found ~0.5);
+  * P(top-1 correct | score) and P(top-1 or top-2 correct | score), per score bin with 95% Wilson
+    intervals, and the scores where each crosses 0.5 with 95% bootstrap intervals -- where the
+    "right" and "wrong" histograms cross. The thesis found 0.5 for the top-1 curve and 0.35 for the
+    top-two curve, and took the second as its `suggest` threshold: below it, not even the top two
+    labels are more likely right than wrong;
   * how often the second label is right when the first is wrong (thesis: 55%), the reason the
     `suggest` decision shows two labels;
   * suggested thresholds:
@@ -12,8 +15,11 @@ The analyses of REFERENCE §6 (Aversa §4.3.2), on one split of an ingested data
                 >= the target (`--target-precision`); the lowest such t automates the most images;
       suggest = the lowest score s (< auto) such that images with s <= score < auto have the right
                 label among the top two with rate >= `--suggest-precision`;
-    and what each policy (the current thresholds and the suggested ones) does on this split:
-    share of auto / suggest / manual, precision of auto, top-2 hit rate of suggest.
+    crossing thresholds (the thesis' derivation): suggest = the top-two crossing, auto = the
+    precision threshold above (the thesis' ~0.9 is where the top-1 curve is "high confidence",
+    far above its 0.5 crossing, which is where the top label is as likely wrong as right);
+    and what each policy (current, suggested, crossing) does on this split: share of auto /
+    suggest / manual, precision of auto, top-2 hit rate of suggest.
 Images are read through the same `pipeline.make_dataset` as `semhpc eval`, with the bundle's
 input size and scaling.
 """
@@ -31,6 +37,8 @@ from semhpc.utils.errors import SemhpcError
 
 SCORE_BINS = 20
 OUTCOMES = ("top_correct", "second_correct", "neither")
+BOOTSTRAP_RESAMPLES = 1000
+_Z95 = 1.959964  # standard normal quantile of a two-sided 95% interval
 
 
 def score_split(bundle: Bundle, data_dir: str | Path, split: str, batch_size: int = 32):
@@ -57,8 +65,9 @@ def score_split(bundle: Bundle, data_dir: str | Path, split: str, batch_size: in
 
 
 def analyse(probabilities: np.ndarray, labels: np.ndarray, current: Thresholds,
-            target_precision: float = 0.95, suggest_precision: float = 0.8) -> dict:
-    """The calibration report (JSON-serialisable) of scores [N, C] against true labels [N]."""
+            target_precision: float = 0.95, suggest_precision: float = 0.8, seed: int = 0) -> dict:
+    """The calibration report (JSON-serialisable) of scores [N, C] against true labels [N];
+    `seed` seeds the bootstrap of the crossings' intervals."""
     ranked = np.argsort(-probabilities, axis=1, kind="stable")
     scores = probabilities[np.arange(len(labels)), ranked[:, 0]]
     top_correct = ranked[:, 0] == labels
@@ -68,12 +77,15 @@ def analyse(probabilities: np.ndarray, labels: np.ndarray, current: Thresholds,
     edges = np.linspace(0.0, 1.0, SCORE_BINS + 1)
     in_bin = np.clip(np.digitize(scores, edges) - 1, 0, SCORE_BINS - 1)  # a score of 1.0 joins the last bin
     counts = np.array([np.bincount(in_bin[outcome == k], minlength=SCORE_BINS) for k in range(3)])
-    totals = counts.sum(axis=0)
-    p_correct = [float(c / t) if t else None for c, t in zip(counts[0], totals)]
     centres = (edges[:-1] + edges[1:]) / 2
 
     top_wrong = int((~top_correct).sum())
     suggested = _suggested_thresholds(scores, top_correct, top2_correct, target_precision, suggest_precision)
+    crossings = _crossings_with_intervals(in_bin, outcome, centres, seed)
+    top2_crossing = crossings["top2"]["score"]
+    by_crossing = {"auto": suggested["auto"],
+                   "suggest": top2_crossing if top2_crossing is not None and suggested["auto"] is not None
+                   and top2_crossing < suggested["auto"] else None}
     return {
         "images": int(len(labels)),
         "top1_accuracy": float(top_correct.mean()),
@@ -81,18 +93,61 @@ def analyse(probabilities: np.ndarray, labels: np.ndarray, current: Thresholds,
         "second_correct_when_top_wrong": float(counts[1].sum() / top_wrong) if top_wrong else None,
         "histogram": {"bin_edges": edges.tolist(),
                       **{name: counts[k].tolist() for k, name in enumerate(OUTCOMES)}},
-        "p_top_correct": {"bin_centres": centres.tolist(), "probability": p_correct},
-        "crossing_score": _crossing(centres, p_correct),
+        "p_top_correct": _curve(centres, counts[0], counts.sum(axis=0)),
+        "p_top2_correct": _curve(centres, counts[0] + counts[1], counts.sum(axis=0)),
+        "crossings": crossings,
         "target_precision": target_precision,
         "suggest_precision": suggest_precision,
         "suggested_thresholds": suggested,
+        "crossing_thresholds": by_crossing,
         "policy": {
             "current": _policy_outcome(scores, top_correct, top2_correct, current),
-            "suggested": (_policy_outcome(scores, top_correct, top2_correct,
-                                          Thresholds(suggested["auto"], suggested["suggest"]))
-                          if suggested["auto"] is not None and suggested["suggest"] is not None else None),
+            **{name: (_policy_outcome(scores, top_correct, top2_correct,
+                                      Thresholds(thresholds["auto"], thresholds["suggest"]))
+                      if thresholds["auto"] is not None and thresholds["suggest"] is not None else None)
+               for name, thresholds in (("suggested", suggested), ("crossing", by_crossing))},
         },
     }
+
+
+def _curve(centres: np.ndarray, hits: np.ndarray, totals: np.ndarray) -> dict:
+    """Per-bin probability hits/totals with its 95% Wilson interval (None for empty bins)."""
+    rows = [_wilson(hit, total) if total else (None, None, None) for hit, total in zip(hits, totals)]
+    probability, low, high = (list(column) for column in zip(*rows))
+    return {"bin_centres": centres.tolist(), "probability": probability, "ci95_low": low, "ci95_high": high}
+
+
+def _wilson(hits: int, total: int) -> tuple[float, float, float]:
+    """(hits/total, low, high): the 95% Wilson score interval, sound for the few images of a bin."""
+    p = hits / total
+    spread = _Z95 ** 2 / total
+    centre = (p + spread / 2) / (1 + spread)
+    half = _Z95 * np.sqrt(p * (1 - p) / total + spread / (4 * total)) / (1 + spread)
+    return float(p), float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def _crossings_with_intervals(in_bin: np.ndarray, outcome: np.ndarray, centres: np.ndarray, seed: int) -> dict:
+    """The 0.5 crossings of P(top-1 correct) and P(top-1 or top-2 correct), each with the 95%
+    interval of its bootstrap distribution (images resampled with replacement) and the share of
+    resamples in which the curve crosses at all."""
+    def crossing(bins, hits):
+        totals = np.bincount(bins, minlength=SCORE_BINS)
+        right = np.bincount(bins[hits], minlength=SCORE_BINS)
+        return _crossing(centres, [r / t if t else None for r, t in zip(right, totals)])
+
+    hits = {"top1": outcome == 0, "top2": outcome <= 1}
+    rng = np.random.default_rng(seed)
+    resamples = [rng.integers(0, len(in_bin), len(in_bin)) for _ in range(BOOTSTRAP_RESAMPLES)]
+    result = {}
+    for name, hit in hits.items():
+        boot = [crossing(in_bin[idx], hit[idx]) for idx in resamples]
+        crossed = np.array([value for value in boot if value is not None])
+        result[name] = {
+            "score": crossing(in_bin, hit),
+            "ci95": [float(np.percentile(crossed, 2.5)), float(np.percentile(crossed, 97.5))] if len(crossed) else None,
+            "resamples_crossing": float(len(crossed) / BOOTSTRAP_RESAMPLES),
+        }
+    return result
 
 
 def _crossing(centres: np.ndarray, p_correct: list) -> float | None:
@@ -139,7 +194,8 @@ def _policy_outcome(scores, top_correct, top2_correct, thresholds: Thresholds) -
 
 
 def plot(report: dict, png_path: Path, title: str) -> None:
-    """Histogram by outcome (left) and P(top correct) vs score (right), thresholds marked."""
+    """Histogram by outcome (left); P(top-1 correct) and P(top two correct) vs score with 95% bands,
+    their 0.5 crossings with 95% intervals, and the thresholds (right)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -156,22 +212,32 @@ def plot(report: dict, png_path: Path, title: str) -> None:
     left.set(xlabel="top-1 score", ylabel="images", title="Top-1 score by outcome")
     left.legend()
 
-    curve = report["p_top_correct"]
-    points = [(c, p) for c, p in zip(curve["bin_centres"], curve["probability"]) if p is not None]
-    right.plot(*zip(*points), "o-", label="P(top-1 correct)")
+    for key, crossing, colour, label in (("p_top_correct", "top1", "tab:blue", "P(top-1 correct)"),
+                                         ("p_top2_correct", "top2", "tab:purple", "P(top-1 or top-2 correct)")):
+        curve = report[key]
+        points = [(c, p, lo, hi) for c, p, lo, hi in zip(curve["bin_centres"], curve["probability"],
+                                                          curve["ci95_low"], curve["ci95_high"]) if p is not None]
+        centres, probability, low, high = zip(*points)
+        right.plot(centres, probability, "o-", color=colour, label=label)
+        right.fill_between(centres, low, high, color=colour, alpha=0.15, linewidth=0)
+        found = report["crossings"][crossing]
+        if found["score"] is not None:
+            interval = found["ci95"]
+            right.plot([found["score"]], [0.5], "D", color=colour, label=f"crosses 0.5 at {found['score']:.2f}"
+                       + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else ""))
+            if interval:
+                right.plot(interval, [0.5, 0.5], "-", color=colour, linewidth=4, alpha=0.5)
     right.plot([0, 1], [0.5, 0.5], ":", color="gray")
-    if report["crossing_score"] is not None:
-        right.axvline(report["crossing_score"], color="gray", linestyle=":",
-                      label=f"crosses 0.5 at {report['crossing_score']:.2f}")
     for name, policy, style in (("current", report["policy"]["current"], "--"),
-                                ("suggested", report["policy"]["suggested"], "-")):
+                                ("suggested", report["policy"]["suggested"], "-"),
+                                ("crossing", report["policy"]["crossing"], "-.")):
         if policy is not None:
             right.axvline(policy["auto"], color="tab:green", linestyle=style, label=f"{name} auto {policy['auto']:.2f}")
             right.axvline(policy["suggest"], color="tab:orange", linestyle=style,
                           label=f"{name} suggest {policy['suggest']:.2f}")
     right.set(xlabel="top-1 score", ylabel="probability", xlim=(0, 1), ylim=(0, 1.02),
-              title="Is the top-1 label right?")
-    right.legend(fontsize=8, loc="upper left")
+              title="Are the top labels right?")
+    right.legend(fontsize=7, loc="lower right")
     fig.suptitle(title)
     fig.tight_layout()
     with atomic_path(png_path) as tmp:

@@ -1,7 +1,8 @@
 """`semhpc calibrate --model BUNDLE --data DATASET_DIR --split test`: trust in the top score.
 
 Writes OUT/calibration-<split>.json and .png (see semhpc/classify/calibration.py) and prints the
-suggested `--auto` / `--suggest` thresholds for `semhpc classify`.
+0.5 crossings of P(top-1 correct) and P(top two correct) with 95% intervals, and the `--auto` /
+`--suggest` thresholds for `semhpc classify` they and the precision targets propose.
 """
 
 from __future__ import annotations
@@ -60,14 +61,20 @@ def main(args) -> int:
 def _summary(report: dict) -> str:
     suggested = report["suggested_thresholds"]
     second = report["second_correct_when_top_wrong"]
-    crossing = report["crossing_score"]
     lines = [
         f"{report['images']} images: top-1 accuracy {report['top1_accuracy']:.3f}, "
         f"top-2 {report['top2_accuracy']:.3f}"
         + (f"; when top-1 is wrong, the second is right in {second:.0%}" if second is not None else ""),
-        "P(top-1 correct) crosses 0.5 at score "
-        + (f"{crossing:.2f}" if crossing is not None else "- (does not cross on this split)"),
     ]
+    for key, label in (("top1", "P(top-1 correct)"), ("top2", "P(top-1 or top-2 correct)")):
+        crossing = report["crossings"][key]
+        if crossing["score"] is None:
+            lines.append(f"{label} does not cross 0.5 on this split")
+            continue
+        interval = crossing["ci95"]
+        lines.append(f"{label} crosses 0.5 at score {crossing['score']:.2f}, 95% interval "
+                     f"[{interval[0]:.2f}, {interval[1]:.2f}] (crosses in {crossing['resamples_crossing']:.0%} "
+                     "of bootstrap resamples)")
     if suggested["auto"] is None:
         lines.append(f"no threshold reaches auto precision {report['target_precision']:g} on this split")
     else:
@@ -76,6 +83,10 @@ def _summary(report: dict) -> str:
                      f"suggest top-2 rate >= {report['suggest_precision']:g})")
         if suggested["suggest"] == suggested["auto"]:
             lines.append("  no score band below auto reaches the suggest target: everything below auto is manual")
+    by_crossing = report["crossing_thresholds"]
+    if by_crossing["suggest"] is not None:
+        lines.append(f"by crossing (the thesis' derivation): --auto {by_crossing['auto']:.3f} "
+                     f"--suggest {by_crossing['suggest']:.3f} (suggest = the top-two crossing)")
     for name, policy in report["policy"].items():
         if policy is None:
             continue

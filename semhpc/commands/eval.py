@@ -32,6 +32,7 @@ def _table(result: dict) -> str:
     from semhpc.runtime.evaluation import format_report
 
     last = result["last_evaluations"]
-    line = (f"validation accuracy over the last {last['count']} epochs: {last['mean']:.3f} ± {last['std']:.3f}"
+    line = (f"{last['split']} accuracy over the last {last['count']} epoch-end evaluations "
+            f"(train.eval_split): {last['mean']:.3f} ± {last['std']:.3f}"
             if last["count"] else "no epoch evaluations in metrics.jsonl")
     return f"{result['split']} split of {result['run_dir']}\n{format_report(result)}\n{line}"

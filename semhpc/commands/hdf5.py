@@ -17,10 +17,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("source", metavar="SRC", help="folder of SEM images (any layout; searched recursively)")
     parser.add_argument("out", metavar="OUT", help="folder for the .h5 files (mirrors SRC) and errors.csv")
     parser.add_argument("--previews", action="store_true", help="also write OUT/<path>.jpg previews (tif -> jpg)")
+    parser.add_argument("--facility-metadata", metavar="FILE",
+                        help="CSV or YAML export of user and sample fields per image (path below SRC); they go "
+                             "to /user and /sample, over the instrument's own tags (docs/ingest.md)")
 
 
 def main(args) -> int:
     from semhpc.data.hdf5 import Hdf5Settings, convert_tree
     from semhpc.utils.mpi import mpi_world
 
-    return convert_tree(Hdf5Settings(Path(args.source), Path(args.out), args.previews), mpi_world())
+    facility = Path(args.facility_metadata) if args.facility_metadata else None
+    return convert_tree(Hdf5Settings(Path(args.source), Path(args.out), args.previews, facility), mpi_world())

@@ -22,7 +22,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--job", required=True, choices=list(JOB_KINDS), help="what the job runs")
     parser.add_argument("--nodes", type=options.bounded_int(1, 10_000), help="nodes (default 1)")
     parser.add_argument("--gpus-per-node", type=options.bounded_int(0, 64),
-                        help="GPUs per node, one rank each (default: all of a GPU node's for train/bench/classify)")
+                        help="GPUs per node, one rank each (default: a train job's launch.gpus from its config, "
+                             "else all of a GPU node's for train/bench/classify)")
     parser.add_argument("--walltime", help="e.g. 02:30:00, 1-12:00:00, 90m, 12h (default: the profile's)")
     parser.add_argument("--name", help="job name (default semhpc-KIND)")
     parser.add_argument("--queue", help="partition (Slurm) or queue (PBS) instead of the profile's")
@@ -56,10 +57,14 @@ def main(args) -> int:
     if args.qos and profile.scheduler.type != "slurm":
         raise SemhpcError(f"--qos {args.qos}: {profile.name} runs {profile.scheduler.type}, which has no QOS; "
                           "use --queue")
-    plan = plan_resources(profile, args.job, nodes=args.nodes, gpus_per_node=args.gpus_per_node,
-                          walltime=args.walltime, queue=args.queue, qos=args.qos, reservation=args.reservation)
     job_args = [*profile.job_defaults.get(args.job, []), *args.args]  # the user's arguments come last and win
-    check_job_arguments(args.job, job_args)
+    parsed = check_job_arguments(args.job, job_args)
+    gpus_per_node = args.gpus_per_node if args.gpus_per_node is not None else config_gpus(args.job, parsed)
+    if args.gpus_per_node is None and gpus_per_node is not None and gpus_per_node > profile.node.gpus:
+        raise SemhpcError(f"{parsed.config}: launch.gpus is {gpus_per_node} but {profile.name} nodes have "
+                          f"{profile.node.gpus} GPU(s); pass --gpus-per-node to run it on fewer")
+    plan = plan_resources(profile, args.job, nodes=args.nodes, gpus_per_node=gpus_per_node,
+                          walltime=args.walltime, queue=args.queue, qos=args.qos, reservation=args.reservation)
     sched = scheduler.for_profile(profile)
     job_dir = Path(args.job_dir).resolve()
     stamp = f"{datetime.datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}"  # unique per submit
@@ -107,8 +112,19 @@ def job_points(kind: str, name: str, plan, node) -> list[tuple[str, object]]:
     return [(f"{name}-{point.ranks}r", point) for point in scaling_sweep(plan, node)]
 
 
-def check_job_arguments(kind: str, argv: list[str]) -> None:
-    """Parse ARGS with the job command's own options now, so a typo fails here, not after the queue.
+def config_gpus(kind: str, job_args) -> int | None:
+    """`launch.gpus` of a train job's config (`--config`, `--set` applied), None when 0 or absent:
+    a thesis config asks for the GPUs its run used."""
+    if kind != "train" or job_args is None or not getattr(job_args, "config", None):
+        return None
+    from semhpc.config import load_config
+
+    return load_config(job_args.config, job_args.overrides).launch.gpus or None
+
+
+def check_job_arguments(kind: str, argv: list[str]):
+    """Parse ARGS with the job command's own options now, so a typo fails here, not after the queue;
+    returns the parsed arguments (None for jupyter, whose arguments are jupyter lab's).
 
     argparse prints the command's usage and exits on an error, before anything is submitted.
     """
@@ -121,9 +137,9 @@ def check_job_arguments(kind: str, argv: list[str]) -> None:
 
     command = JOB_KINDS[kind].command
     if not command:  # jupyter: the arguments are jupyter lab's
-        return
+        return None
     if command not in cli.COMMANDS:
         raise SemhpcError(f"this semhpc has no `{command}` command, so a {kind} job cannot run")
     parser = argparse.ArgumentParser(prog=f"semhpc {command}", description="the job's arguments, after --")
     importlib.import_module(f"semhpc.commands.{command}").add_arguments(parser)
-    parser.parse_args(argv)
+    return parser.parse_args(argv)

@@ -102,6 +102,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
                                      minimum=1, maximum=10_000),
         "threads": Field("int", 0, "Intra-op threads per rank; 0 = the cores this rank is bound to.",
                          minimum=0, maximum=MAX_CORES),
+        "eval_split": Field("str", "validation", "Split scored at every epoch end (metrics.jsonl val_loss and "
+                            "val_accuracy; `semhpc eval`'s mean ± std of the last ten): validation keeps the test "
+                            "split unseen until the end; test is the thesis' protocol.", choices=("validation", "test")),
         "checkpoint_every": Field("int", 0, "Also checkpoint every N steps (0 = at epoch ends only).",
                                   minimum=0, maximum=10**9),
         "keep_checkpoints": Field("int", 3, "Checkpoints kept in run_dir/checkpoints.", minimum=1, maximum=1000),
@@ -109,6 +112,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "launch": {
         "np": Field("int", 2, "Ranks for `semhpc demo` / `semhpc launch` when -np is not given.",
                     minimum=1, maximum=MAX_RANKS),
+        "gpus": Field("int", 0, "GPUs (one rank each) that `semhpc submit --job train` asks for when "
+                      "--gpus-per-node is not given; 0 = all of the profile's GPU node.", minimum=0, maximum=64),
     },
 }
 

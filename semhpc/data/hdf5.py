@@ -1,7 +1,9 @@
-"""`semhpc hdf5 SRC OUT [--previews]`: one NFFA HDF5 file per SEM image (REFERENCE §1, Aversa §5.1).
+"""`semhpc hdf5 SRC OUT [--previews] [--facility-metadata FILE]`: one NFFA HDF5 file per SEM image
+(Aversa 2018, §5.1).
 
-The NFFA repository packs each image with its instrument metadata into one HDF5 file, so a search
-engine can find images by instrument settings and, after `semhpc classify --hdf5`, by category.
+The NFFA repository packs each image with its user, sample and instrument metadata into one HDF5
+file, so a search engine can find images by who measured what with which settings and, after
+`semhpc classify --hdf5`, by category.
 Every image file below SRC (any folder layout) becomes OUT/<same relative path>.h5:
 
     /                 attributes: schema_version (SCHEMA_VERSION), source_file (path relative to
@@ -15,6 +17,9 @@ Every image file below SRC (any folder layout) becomes OUT/<same relative path>.
                       acquired_at, width, height, dtype, format, ...; an unknown field has no
                       attribute), `raw` (the vendor blocks as a JSON string) and `warnings`
                       (the reader's warnings as a JSON list)
+    /user, /sample    one string attribute per field that has a value, from the facility sidecar
+                      (--facility-metadata) or else the instrument's tags, and `sources` (JSON:
+                      field -> "facility" | "instrument"); fields in semhpc/data/nffa_context.py
     /classification   empty; `semhpc classify --hdf5` fills it (semhpc/classify/hdf5_group.py)
 
 With `--previews`, OUT/<relative path>.jpg holds a JPEG of the same pixels (the thesis's tif -> jpg
@@ -41,11 +46,13 @@ from semhpc.data import rank_work
 from semhpc.utils.mpi import World
 from semhpc.data.sem_tiff import SemImage, SemReadError, display_path, read_sem_tiff
 from semhpc.data.source_tree import FoundFile, find_images
+from semhpc.data.nffa_context import instrument_context, load_facility_metadata, merge, normalised_path, \
+    write_groups
 from semhpc.data.tfrecord import pixel_sha256
 from semhpc.utils import atomic
 from semhpc.utils.errors import SemhpcError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: /user and /sample groups
 CHUNK_SIDE = 256
 GZIP_LEVEL = 4
 PREVIEW_QUALITY = 90
@@ -56,6 +63,7 @@ class Hdf5Settings:
     source: Path
     out: Path
     previews: bool = False
+    facility_metadata: Path | None = None  # sidecar CSV/YAML of user and sample fields per image
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,8 @@ class Hdf5Plan:
     failed: tuple[tuple[str, str], ...]  # (path relative to SRC, reason) found while listing
     assignment: tuple[tuple[int, ...], ...]  # per rank: indices into `files`
     already_done: int
+    facility: dict = None  # {path below SRC: user/sample context} for the files to convert
+    facility_unmatched: int = 0  # sidecar rows naming no image below SRC
 
     @property
     def pending_images(self) -> int:
@@ -76,7 +86,8 @@ def convert_tree(settings: Hdf5Settings, world: World) -> int:
     def convert_mine(plan: Hdf5Plan, mine, advance) -> list[tuple[str, str]]:
         failed = []
         for index in mine:
-            failed += convert_file(settings, plan.files[index].path)
+            relative = plan.files[index].path
+            failed += convert_file(settings, relative, (plan.facility or {}).get(normalised_path(relative)))
             advance()
         return failed
 
@@ -110,7 +121,14 @@ def make_plan(settings: Hdf5Settings, ranks: int) -> Hdf5Plan:
         failed += [(other.path, f"same output name as {display_path(files[0].path)}; skipped") for other in files[1:]]
     todo = [item for item in sorted(unique, key=lambda item: item.path) if _missing_outputs(settings, item.path)]
     assignment = rank_work.deal_by_weight([item.size for item in todo], ranks)
-    return Hdf5Plan(tuple(todo), tuple(failed), tuple(map(tuple, assignment)), len(unique) - len(todo))
+    facility, unmatched = {}, 0
+    if settings.facility_metadata is not None:
+        rows = load_facility_metadata(settings.facility_metadata)
+        images = {normalised_path(item.path) for item in unique}
+        unmatched = len(set(rows) - images)
+        facility = {path: rows[path] for path in (normalised_path(item.path) for item in todo) if path in rows}
+    return Hdf5Plan(tuple(todo), tuple(failed), tuple(map(tuple, assignment)), len(unique) - len(todo),
+                    facility, unmatched)
 
 
 def _by_output_name(found: list[FoundFile]) -> dict[Path, list[FoundFile]]:
@@ -125,8 +143,9 @@ def _missing_outputs(settings: Hdf5Settings, relative: str) -> list[str]:
     return [suffix for suffix in suffixes if not output_path(settings.out, relative, suffix).exists()]
 
 
-def convert_file(settings: Hdf5Settings, relative: str) -> list[tuple[str, str]]:
-    """Write the missing outputs of one image; returns [(path, reason)] if it cannot be read."""
+def convert_file(settings: Hdf5Settings, relative: str, facility: dict | None = None) -> list[tuple[str, str]]:
+    """Write the missing outputs of one image (`facility`: its sidecar user/sample fields);
+    returns [(path, reason)] if it cannot be read."""
     source_path = os.path.join(os.fsdecode(settings.source), relative)
     try:
         image = read_sem_tiff(source_path)
@@ -136,7 +155,7 @@ def convert_file(settings: Hdf5Settings, relative: str) -> list[tuple[str, str]]
         target = output_path(settings.out, relative, suffix)
         try:
             if suffix == ".h5":
-                write_hdf5(image, target, display_path(relative))
+                write_hdf5(image, target, display_path(relative), facility)
             else:
                 write_preview(image, target)
         except OSError as exc:
@@ -144,8 +163,9 @@ def convert_file(settings: Hdf5Settings, relative: str) -> list[tuple[str, str]]
     return []
 
 
-def write_hdf5(image: SemImage, target: Path, source_file: str) -> None:
-    """The NFFA HDF5 file of one image (layout in the module docstring), written atomically."""
+def write_hdf5(image: SemImage, target: Path, source_file: str, facility: dict | None = None) -> None:
+    """The NFFA HDF5 file of one image (layout in the module docstring), written atomically;
+    `facility` holds its sidecar user/sample fields, which win over the instrument's tags."""
     import h5py
     import numpy as np
 
@@ -171,6 +191,7 @@ def write_hdf5(image: SemImage, target: Path, source_file: str) -> None:
                 metadata.attrs[field] = value
         metadata.attrs["raw"] = json.dumps(image.raw, ensure_ascii=False)
         metadata.attrs["warnings"] = json.dumps(image.warnings, ensure_ascii=False)
+        write_groups(h5, *merge(instrument_context(image.raw), facility))
         h5.create_group("classification")
     with atomic.atomic_path(target) as tmp:
         tmp.write_bytes(buffer.getvalue())
@@ -192,4 +213,8 @@ def finish(settings: Hdf5Settings, plan: Hdf5Plan, read_failures: list[tuple[str
     reasons = f" (reasons in {display_path(settings.out)}/errors.csv)" if failed else ""
     print(f"hdf5: {written} image(s) converted, {plan.already_done} already present, {len(failed)} failed "
           f"-> {display_path(settings.out)}{reasons}")
+    if settings.facility_metadata is not None:
+        print(f"hdf5: facility metadata for {len(plan.facility)} of the converted image(s); "
+              f"{plan.facility_unmatched} row(s) of {display_path(settings.facility_metadata)} name no image below "
+              f"{display_path(settings.source)}")
     return rank_work.EXIT_FILES_FAILED if failed else rank_work.EXIT_OK

@@ -99,10 +99,10 @@ def inception_d(x, name: str):
     return layers.Concatenate(name=name)([branch3x3, branch7x7x3, branch_pool])
 
 
-def split_1x3_3x1(x, name: str):
-    """Module E's widening: parallel 1x3 and 3x1 convs (384 each), concatenated."""
-    branch1x3 = conv2d_bn(x, 384, 1, 3, name=name + "a")
-    branch3x1 = conv2d_bn(x, 384, 3, 1, name=name + "b")
+def split_1x3_3x1(x, name: str, filters: int = 384):
+    """Module E's widening (Inception-v4's C too): parallel 1x3 and 3x1 convs, concatenated."""
+    branch1x3 = conv2d_bn(x, filters, 1, 3, name=name + "a")
+    branch3x1 = conv2d_bn(x, filters, 3, 1, name=name + "b")
     return layers.Concatenate(name=name + "_concat")([branch1x3, branch3x1])
 
 

@@ -17,11 +17,14 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+import numpy as np
 import tensorflow as tf
 
 from semhpc.model import densenet
 from semhpc.model.alexnet import alexnet
+from semhpc.model.inception_resnet_v2 import inception_resnet_v2
 from semhpc.model.inception_v3 import inception_v3
+from semhpc.model.inception_v4 import inception_v4
 from semhpc.model.vgg import vgg11
 from semhpc.utils.errors import SemhpcError
 
@@ -44,6 +47,9 @@ class ModelSpec:
       every other layer from a checkpoint and, in feature extraction, trains only these.
     aux_loss_weight: weight of the auxiliary logits' loss (`build(..., aux_logits=True)`);
       None when the model has no auxiliary head.
+    thesis_classes: the classifier size on which the thesis (De Nobili 2018, Table 2.1) counted
+      parameters: its Inception nets are TF-Slim's ImageNet graphs (1001 classes, auxiliary head
+      included), AlexNet the 1000-class alexnet_v2, the DenseNets its 10-class SEM models.
     """
 
     name: str
@@ -54,6 +60,7 @@ class ModelSpec:
     description: str
     logits_scopes: tuple[str, ...] = ("predictions",)
     aux_loss_weight: Optional[float] = None
+    thesis_classes: int = 10
 
 
 def _densenet_spec(variant: str) -> ModelSpec:
@@ -72,12 +79,19 @@ MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
         *(_densenet_spec(variant) for variant in densenet.DENSENET_VARIANTS),
+        # The Inception nets: 75 px is the smallest input whose last reduction leaves a 1x1 map.
         ModelSpec("inception_v3", inception_v3, default_input_size=299, min_input_size=75,
                   preprocessing="tf", description="Inception-v3 (keras graph), optional aux head",
-                  logits_scopes=("predictions", "aux_logits"), aux_loss_weight=0.4),
+                  logits_scopes=("predictions", "aux_logits"), aux_loss_weight=0.4, thesis_classes=1001),
+        ModelSpec("inception_v4", inception_v4, default_input_size=299, min_input_size=75,
+                  preprocessing="tf", description="Inception-v4 (TF-Slim graph), optional aux head",
+                  logits_scopes=("predictions", "aux_logits"), aux_loss_weight=0.4, thesis_classes=1001),
+        ModelSpec("inception_resnet_v2", inception_resnet_v2, default_input_size=299, min_input_size=75,
+                  preprocessing="tf", description="Inception-ResNet-v2 (keras graph), optional aux head",
+                  logits_scopes=("predictions", "aux_logits"), aux_loss_weight=0.4, thesis_classes=1001),
         # No pretrained weights: "tf" scaling just centres the input of these BN-free nets.
         ModelSpec("alexnet", alexnet, default_input_size=224, min_input_size=67, preprocessing="tf",
-                  description="AlexNet (TF-Slim alexnet_v2), 5 conv + 3 FC"),
+                  description="AlexNet (TF-Slim alexnet_v2), 5 conv + 3 FC", thesis_classes=1000),
         ModelSpec("vgg11", vgg11, default_input_size=224, min_input_size=32, preprocessing="tf",
                   description="VGG-11 (configuration A), 8 conv + 3 FC"),
     )
@@ -134,17 +148,35 @@ def describe(name: str, num_classes: int = 10, input_size: Optional[int] = None)
                 "layers": count_layers(model)}
 
 
+def thesis_basis(name: str, input_size: Optional[int] = None) -> dict:
+    """Parameters of `name` on the basis of the thesis' Table 2.1 (De Nobili 2018).
+
+    The classifier has `thesis_classes` outputs and the auxiliary head is included when the model
+    has one. `trainable` counts "weights and biases", the table's caption, i.e. without BN moving
+    statistics; `params` adds them (keras `count_params`). Inception-v3: 27,145,970 trainable,
+    27,182,194 in all, for the table's ~27.1M.
+    """
+    spec = get_spec(name)
+    aux = spec.aux_loss_weight is not None
+    size = input_size or spec.default_input_size
+    with tf.Graph().as_default():
+        model = build(name, num_classes=spec.thesis_classes, input_size=size, aux_logits=aux)
+        trainable = sum(int(np.prod(weight.shape)) for weight in model.trainable_weights)
+        return {"classes": spec.thesis_classes, "aux_logits": aux, "input_size": size,
+                "trainable": trainable, "params": int(model.count_params())}
+
+
 def count_params(name: str, num_classes: int = 10, input_size: Optional[int] = None) -> int:
     """Parameters (trainable and BN statistics, like keras `count_params`) of model `name`."""
     return describe(name, num_classes, input_size)["params"]
 
 
-# A layer's block is the first match of: `conv3_block4` (DenseNet dense layer), `mixed5`
-# (Inception module), `conv1`, `pool2`, `conv2b`, `pool3a` (stems, transitions, AlexNet/VGG
-# stages); names with a "/" (`conv1/conv`, `fc6/dense`, `conv3_1/relu`, `aux_logits/conv1_bn`)
-# belong to the part before the first "/". Head layers (`bn`, `avg_pool`, `predictions`) are
-# their own block.
-_BLOCK = re.compile(r"^(conv\d+_block\d+|mixed\d+|(?:conv|pool)\d+[a-z]?)(?=_|$)")
+# A layer's block is the first match of: `conv3_block4` (DenseNet dense layer), `mixed5`,
+# `mixed6b` (Inception module), `block17_3` (Inception-ResNet block), `conv1`, `pool2`,
+# `conv2b`, `pool3a` (stems, transitions, AlexNet/VGG stages); names with a "/" (`conv1/conv`,
+# `fc6/dense`, `conv3_1/relu`, `aux_logits/conv1_bn`) belong to the part before the first "/".
+# Head layers (`bn`, `avg_pool`, `predictions`) are their own block.
+_BLOCK = re.compile(r"^(conv\d+_block\d+|mixed\d+[a-z]?|block\d+_\d+|(?:conv|pool)\d+[a-z]?)(?=_|$)")
 
 
 def layer_block(layer_name: str) -> str:

@@ -27,7 +27,7 @@ def _figure(rows: int = 1, cols: int = 1, size: tuple[float, float] = (6.4, 4.0)
 
 def training_curves(steps: pd.DataFrame, epochs: pd.DataFrame) -> Figure:
     """Loss, accuracy, learning rate and images/sec against the step: step intervals as lines,
-    epoch ends (training and validation) as markers."""
+    epoch ends (training, and the evaluation split: `eval_split`, validation in older runs) as markers."""
     fig, axes = _figure(2, 2, (11, 6.5))
     panels = [("loss", "loss", "val_loss"), ("accuracy", "accuracy", "val_accuracy"),
               ("learning rate", "lr", None), ("images/sec (all ranks)", "images_per_sec", None)]
@@ -36,12 +36,18 @@ def training_curves(steps: pd.DataFrame, epochs: pd.DataFrame) -> Figure:
         if column in ("loss", "accuracy"):
             ax.plot(epochs["step"], epochs[column], "o", label="train (epoch)", color="tab:blue")
         if validation:
-            ax.plot(epochs["step"], epochs[validation], "s-", label="validation", color="tab:orange")
+            ax.plot(epochs["step"], epochs[validation], "s-", label=evaluated_split(epochs), color="tab:orange")
         ax.set(title=title, xlabel="step")
         ax.grid(alpha=0.3)
         if column in ("loss", "accuracy"):
             ax.legend(fontsize="small")
     return fig
+
+
+def evaluated_split(epochs: pd.DataFrame) -> str:
+    """The split the epoch-end evaluations scored (train.eval_split; runs before the key: validation)."""
+    splits = epochs["eval_split"].dropna() if "eval_split" in epochs else []
+    return str(splits.iloc[-1]) if len(splits) else "validation"
 
 
 def rank_step_spread(rank_times: pd.DataFrame) -> Figure:

@@ -64,10 +64,12 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None, predict
 
 
 def training_section(run: Run) -> Section:
-    section = Section("Training", notes=[run.status().describe()])
-    section.figures["training_curves"] = figures.training_curves(run.steps(), run.epochs())
+    epochs = run.epochs()
+    section = Section("Training", notes=[run.status().describe(),
+                                         f"epoch-end evaluations score the {figures.evaluated_split(epochs)} split"])
+    section.figures["training_curves"] = figures.training_curves(run.steps(), epochs)
     section.figures["rank_step_spread"] = figures.rank_step_spread(run.rank_step_times())
-    section.tables.append(run.epochs().drop(columns=["time"]))
+    section.tables.append(epochs.drop(columns=["time"]))
     return section
 
 

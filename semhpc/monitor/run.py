@@ -19,7 +19,7 @@ from semhpc.utils.errors import SemhpcError
 from semhpc.utils.metrics_log import read_metrics
 
 STEP_COLUMNS = ["step", "epoch", "loss", "accuracy", "lr", "images_per_sec", "step_time", "time"]
-EPOCH_COLUMNS = ["step", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr",
+EPOCH_COLUMNS = ["step", "epoch", "loss", "accuracy", "val_loss", "val_accuracy", "eval_split", "lr",
                  "images_per_sec", "epoch_time", "time"]
 
 

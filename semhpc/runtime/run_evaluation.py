@@ -1,8 +1,9 @@
 """Evaluate a finished (or running) training run on one split, over all Horovod ranks.
 
 Besides the metrics of `evaluation.evaluate`, the result carries the thesis' reported figure
-(REFERENCE §3): mean ± standard deviation of the last ten evaluations during training, read from
-the run's metrics.jsonl (validation accuracy at each epoch end).
+(De Nobili 2018, §3): mean ± standard deviation of the last ten evaluations during training, read
+from the run's metrics.jsonl: the accuracy at each epoch end on `train.eval_split`, the test split
+in the thesis' protocol, the validation split by default. The result names the split.
 """
 
 from __future__ import annotations
@@ -56,9 +57,11 @@ def evaluate_run(run_dir: Path, split: str = "test", data_dir: str | None = None
 
 
 def last_evaluations(metrics_path: Path, count: int = LAST_EVALUATIONS) -> dict:
-    """Mean and standard deviation of the last `count` epoch-end validation accuracies."""
-    values = [r["val_accuracy"] for r in read_metrics(metrics_path) if r.get("kind") == "epoch"] \
-        if metrics_path.is_file() else []
-    values = values[-count:]
-    return {"count": len(values), "mean": float(np.mean(values)) if values else None,
+    """Mean and standard deviation of the last `count` epoch-end accuracies, and their `split`
+    (records without `eval_split` predate the key and scored the validation split). Only the
+    newest split's records count: a run resumed with another eval_split does not mix them."""
+    epochs = [r for r in read_metrics(metrics_path) if r.get("kind") == "epoch"] if metrics_path.is_file() else []
+    split = epochs[-1].get("eval_split", "validation") if epochs else None
+    values = [r["val_accuracy"] for r in epochs if r.get("eval_split", "validation") == split][-count:]
+    return {"split": split, "count": len(values), "mean": float(np.mean(values)) if values else None,
             "std": float(np.std(values)) if values else None, "values": values}

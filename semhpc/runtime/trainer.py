@@ -146,7 +146,8 @@ def _train(cfg: Config, resume: bool, world, run_dir: Path) -> dict:
     # One pipeline for all remaining epochs. Each epoch's order is a pure function of (seed, epoch):
     # a resumed run skips exactly the batches the interrupted run had already trained on.
     train_batches = iter(dataset("train", True, first_epoch, cfg.train.epochs - first_epoch).skip(done_in_first))
-    validation = dataset("validation", False)  # the same every epoch: built once, iterated anew
+    # train.eval_split: validation (default) or test (the thesis' protocol); built once, iterated anew.
+    validation = dataset(cfg.train.eval_split, False)
     for epoch in range(first_epoch, cfg.train.epochs):
         skip = done_in_first if epoch == first_epoch else 0
         interval, whole_epoch = _RunningMetrics(), _RunningMetrics()
@@ -181,12 +182,14 @@ def _train(cfg: Config, resume: bool, world, run_dir: Path) -> dict:
         if world.is_root:
             rate = whole_epoch.images_per_sec(global_batch)
             log.write(kind="epoch", step=step, epoch=epoch + 1, loss=loss_avg, accuracy=acc_avg,
-                      val_loss=val["loss"], val_accuracy=val["accuracy"], lr=float(schedule(step)),
+                      val_loss=val["loss"], val_accuracy=val["accuracy"], eval_split=cfg.train.eval_split,
+                      lr=float(schedule(step)),
                       images_per_sec=rate, epoch_time=train_time)
             manager.save(checkpoint_number=step)
             save_weights(inference_model, run_dir / "latest_weights.h5")
             write_status(run_dir, "running", step)
-            print(f"epoch {epoch + 1}: loss {loss_avg:.4f} acc {acc_avg:.4f} val_acc {val['accuracy']:.4f} "
+            print(f"epoch {epoch + 1}: loss {loss_avg:.4f} acc {acc_avg:.4f} "
+                  f"{cfg.train.eval_split} acc {val['accuracy']:.4f} "
                   f"({rate:.1f} img/s over {world.size} rank(s))", flush=True)
 
     test = evaluate(inference_model, dataset("test", False), len(classes), hvd, class_names=classes)
