@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -188,6 +189,41 @@ def test_apptainer_recipe_parses_with_its_sections():
     assert "mpirun -np" in help_text and "--nv" in help_text
 
 
+# --- semhpc's wheel in the image ----------------------------------------------------------------
+
+def wheel_source_copies():
+    """(source, destination) of the wheelhouse stage's COPY instructions into /src/semhpc."""
+    copies = []
+    for stage, keyword, arguments in dockerfile_instructions():
+        words = arguments.split()
+        if stage == "wheelhouse" and keyword == "COPY" and words[-1].startswith("/src/semhpc"):
+            copies += [(source, words[-1]) for source in words[:-1]]
+    return copies
+
+
+def test_the_images_semhpc_wheel_carries_every_hpc_file(tmp_path):
+    """The wheel built from exactly what the Dockerfile copies holds every profile and snippet of
+    hpc/ as data files (without them `semhpc submit` in the image fails: job templates not found)."""
+    src = tmp_path / "src" / "semhpc"
+    for source, destination in wheel_source_copies():
+        target = tmp_path / destination.lstrip("/")
+        if (ROOT / source).is_dir():
+            shutil.copytree(ROOT / source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / source, target)
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps", "-w",
+                          str(tmp_path / "wheel"), str(src)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (wheel,) = (tmp_path / "wheel").glob("semhpc-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        data = {name.split(".data/data/", 1)[1] for name in archive.namelist() if ".data/data/" in name}
+    shipped = {f"share/semhpc/{path.relative_to(ROOT)}" for path in (ROOT / "hpc").rglob("*")
+               if path.suffix in (".yaml", ".sh")}
+    assert shipped and shipped <= data, sorted(shipped - data)
+    assert "share/semhpc/hpc/clusters/historical/galileo.yaml" in data
+
+
 # --- `semhpc doctor` under a host launcher ----------------------------------------------------
 
 RANK = {"OMPI_COMM_WORLD_SIZE": "2", "PMIX_RANK": "0"}
@@ -351,6 +387,22 @@ def test_doctor_in_the_image_as_the_non_root_user(cpu_build):
     assert report["tensorflow"] == semhpc.SUPPORTED_TENSORFLOW and report["horovod"] == semhpc.SUPPORTED_HOROVOD
     assert report["horovod_mpi"] and report["horovod_gloo"]
     assert "Open MPI" in report["mpirun"] and report["warnings"] == []
+
+
+@pytest.mark.slow
+def test_submit_in_the_image_renders_jobs_from_the_shipped_profiles(cpu_build):
+    """The wheel's hpc/ in the image: a shipped profile, a retired one by path, a job script."""
+    tag, _ = cpu_build
+    historical = "/opt/semhpc/venv/share/semhpc/hpc/clusters/historical/marconi-a2.yaml"
+    script = "cd /tmp && " + " && ".join(
+        f"semhpc submit --cluster {cluster} --job train --dry-run -- --config /opt/semhpc/configs/demo.yaml"
+        for cluster in ("leonardo-booster", historical))
+    out = run_in_image(tag, "bash", "-c", script)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count("#!/bin/bash") == 2 and "#SBATCH --account=" in out.stdout
+    assert "semhpc 0.1.0: train job on leonardo-booster (slurm, container, srun)" in out.stdout
+    assert "train job on marconi-a2 (slurm, bare-metal, mpirun)" in out.stdout
+    assert out.stdout.count("# --- job/ranks.sh ---") == 2
 
 
 @pytest.mark.slow
