@@ -20,7 +20,8 @@ import pytest
 
 import semhpc
 from semhpc.runtime.launcher import FAST_ENV, FAST_MCA
-from semhpc.runtime.stack import launcher_openmpi, openmpi_mismatch
+from semhpc.runtime.stack import (container_runtime, hybrid_mpi_report, launcher_openmpi, openmpi_mismatch,
+                                  pmix_mismatch, pmix_version)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTAINERS = ROOT / "containers"
@@ -241,13 +242,47 @@ def test_launcher_openmpi_reads_the_launchers_marks(env, launcher):
     assert launcher_openmpi(env) == launcher
 
 
-def test_mismatch_warns_only_for_a_different_major_version():
+def test_mismatch_warns_for_another_major_version_or_release_series():
     image_mpi = "mpirun (Open MPI) 4.1.4"
     assert openmpi_mismatch("4 (ORTE)", image_mpi) is None
     assert openmpi_mismatch("4.1.6", image_mpi) is None
     assert openmpi_mismatch(None, image_mpi) is None
     warning = openmpi_mismatch("5.0.3", image_mpi)
     assert "5.0.3" in warning and "4.1.4" in warning and "Open MPI 5.x" in warning
+    warning = openmpi_mismatch("4.0.7", image_mpi)
+    assert "different release series (4.0.x vs 4.1.x)" in warning and "host Open MPI 4.1.x" in warning
+
+
+def test_pmix_pairing_and_the_one_line_verdict():
+    rank = {**RANK, "OMPI_MCA_orte_hnp_uri": "x"}
+    assert pmix_mismatch("4.2.2", "3.2.3") is None                 # cross-version support since 2.1.1
+    assert "before 2.1.1" in pmix_mismatch("2.0.3", "4.2.2")
+    report = hybrid_mpi_report("mpirun (Open MPI) 4.1.4", {**rank, "SEMHPC_HOST_MPI_VERSION": "4.1.5",
+                                                           "PMIX_VERSION": "4.2.2"}, "4.2.2rc2")
+    assert report["mpi_pairing"] == "host Open MPI 4.1.5 / PMIx 4.2.2 with Open MPI 4.1 / PMIx 4.2.2rc2 here: match"
+    assert report["warnings"] == [] and report["host_pmix"] == "4.2.2" and report["pmix"] == "4.2.2rc2"
+    report = hybrid_mpi_report("mpirun (Open MPI) 4.1.4", {**rank, "SEMHPC_HOST_MPI_VERSION": "4.0.7",
+                                                           "PMIX_VERSION": "2.0.3"}, "4.2.2")
+    assert report["mpi_pairing"].endswith("here: MISMATCH") and len(report["warnings"]) == 2
+    assert "SEMHPC_HOST_MPI_VERSION" in hybrid_mpi_report("mpirun (Open MPI) 4.1.4", rank, "4.2.2")["mpi_pairing"]
+    assert hybrid_mpi_report("mpirun (Open MPI) 4.1.4", {}, "4.2.2")["mpi_pairing"] == "not started by a host MPI launcher"
+
+
+def test_the_pmix_library_version_is_read_from_libpmix():
+    assert re.fullmatch(r"\d+\.\d+\.\d+\w*", pmix_version())
+
+
+@pytest.mark.parametrize("marks, runtime", [
+    ({"APPTAINER_CONTAINER": "/x.sif"}, "apptainer"),
+    ({"SINGULARITY_CONTAINER": "/x.sif"}, "singularity"),
+    ({"CH_RUNNING": "Weird Al Yankovic"}, "charliecloud"),
+])
+def test_hpc_runtimes_are_told_apart_from_docker(monkeypatch, marks, runtime):
+    for name in ("APPTAINER_CONTAINER", "APPTAINER_NAME", "SINGULARITY_CONTAINER", "SINGULARITY_NAME", "CH_RUNNING"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in marks.items():
+        monkeypatch.setenv(name, value)
+    assert container_runtime() == runtime
 
 
 def test_doctor_as_a_rank_of_a_real_mpirun_reports_the_launcher():
