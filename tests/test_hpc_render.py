@@ -328,7 +328,7 @@ def test_pbs_container_job_runs_singularity_ranks_under_the_host_mpirun(tmp_path
 RUNTIME_TAILS = {  # the rank's command after the host mpirun's options, for image IMAGE and data folder DATA
     "apptainer": ["apptainer", "exec", "--nv", "--bind", "HOME", "--bind", "DATA", "IMAGE", "python"],
     "singularity": ["singularity", "exec", "--nv", "--bind", "HOME", "--bind", "DATA", "IMAGE", "python"],
-    "charliecloud": ["ch-run", "--set-env", "--bind=HOME", "--bind=DATA", "IMAGE", "--", "python"],
+    "charliecloud": ["ch-run", "--cd=WORKDIR", "--set-env", "--home", "--bind=DATA", "IMAGE", "--", "python"],
     "podman": ["podman", "run", "--rm", "--env-host", "--userns=keep-id", "--net=host", "--pid=host", "--ipc=host",
                "--workdir=WORKDIR", "--volume=WORKDIR:WORKDIR", "--entrypoint=/opt/semhpc/venv/bin/python",
                "--device=nvidia.com/gpu=all", "--volume=HOME:HOME", "--volume=DATA:DATA", "IMAGE"],

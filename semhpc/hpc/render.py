@@ -103,8 +103,8 @@ def _execution(profile, plan: ResourcePlan) -> str:
         parts.append(_snippet("execution/modules.sh"))
     if execution.mode == "container":
         runtime = container_runtime(execution.runtime)
-        binds = [path for path in ["${HOME}", profile.paths.data, profile.paths.scratch] if path]
-        options = runtime.options(binds, gpus=bool(plan.gpus_per_node))
+        binds = [path for path in [profile.paths.data, profile.paths.scratch] if path]
+        options = runtime.options(binds, gpus=bool(plan.gpus_per_node), home="${HOME}")
         settings += [f"SEMHPC_RUNTIME={shell.word(runtime.program)}",
                      f"SEMHPC_IMAGE={shell.word_with_vars(execution.image)}",
                      f"SEMHPC_IMAGE_IS_PATH={int(runtime.image == 'path')}",

@@ -16,7 +16,7 @@ from semhpc.hpc import SHIPPED_DIR
 from semhpc.utils.errors import SemhpcError
 
 RUNTIMES_FILE = SHIPPED_DIR / "runtimes.yaml"
-KEYS = ("program", "exec", "gpu", "environment", "bind", "image", "python", "tested")
+KEYS = ("program", "exec", "gpu", "environment", "home", "bind", "image", "python", "tested")
 
 
 @dataclass(frozen=True)
@@ -26,21 +26,25 @@ class ContainerRuntime:
     exec: tuple[str, ...]
     gpu: tuple[str, ...]
     environment: tuple[str, ...]
+    home: tuple[str, ...]  # words that make $HOME visible; {path} is $HOME
     bind: tuple[str, ...]  # words for one folder; {path} is the folder
     image: str  # "path" (a file or folder to check) or "name" (the runtime's own store)
     python: tuple[str, ...]
     tested: bool
 
-    def options(self, binds: list[str], gpus: bool) -> list[str]:
-        """The words between the program and the image: exec, GPU, environment, one bind per folder."""
+    def options(self, binds: list[str], gpus: bool, home: str | None = None) -> list[str]:
+        """The words between the program and the image: exec, GPU, environment, the home folder
+        (when `home` is given), one bind per folder of `binds`."""
         words = [*self.exec, *(self.gpu if gpus else ()), *self.environment]
+        if home:
+            words += [word.replace("{path}", home) for word in self.home]
         for path in binds:
             words += [word.replace("{path}", path) for word in self.bind]
         return words
 
-    def command(self, image: str, binds: list[str], gpus: bool) -> list[str]:
+    def command(self, image: str, binds: list[str], gpus: bool, home: str | None = None) -> list[str]:
         """The full command that starts the image's Python (arguments follow: -m semhpc ...)."""
-        return [self.program, *self.options(binds, gpus), image, *self.python]
+        return [self.program, *self.options(binds, gpus, home), image, *self.python]
 
 
 @lru_cache(maxsize=1)
@@ -55,8 +59,8 @@ def container_runtimes() -> dict[str, ContainerRuntime]:
             raise SemhpcError(f"{RUNTIMES_FILE}: {name}.image must be path or name, not {entry['image']!r}")
         runtimes[name] = ContainerRuntime(
             name=name, program=str(entry["program"]), image=entry["image"], tested=bool(entry["tested"]),
-            **{key: tuple(str(word) for word in entry[key] or ()) for key in ("exec", "gpu", "environment", "bind",
-                                                                               "python")})
+            **{key: tuple(str(word) for word in entry[key] or ()) for key in ("exec", "gpu", "environment", "home",
+                                                                               "bind", "python")})
     return runtimes
 
 
