@@ -164,7 +164,8 @@ def hybrid_mpi_report(library_mpirun: str | None, env: Mapping[str, str], librar
     if launcher is None and host_pmix is None:
         pairing = "not started by a host MPI launcher"
     else:
-        here = f"Open MPI {'.'.join(map(str, release_series(library_mpirun))) or '?'} / PMIx {library_pmix or '?'}"
+        library = re.search(r"\d+(\.\d+)+", library_mpirun or "")
+        here = f"Open MPI {library.group(0) if library else '?'} / PMIx {library_pmix or '?'}"
         host = f"Open MPI {launcher or '?'} / PMIx {host_pmix or '?'}"
         pairing = f"host {host} with {here} here: {'MISMATCH' if warnings else 'match'}"
         if not warnings and len(release_series(launcher)) < 2:
