@@ -190,6 +190,30 @@ def test_apptainer_recipe_parses_with_its_sections():
     assert "mpirun -np" in help_text and "--nv" in help_text
 
 
+def definition_sections(text):
+    """{section: body} of an Apptainer definition file."""
+    parts = re.split(r"^%(\w+)[ \t]*$", text, flags=re.M)
+    return {name: body for name, body in zip(parts[1::2], parts[2::2])}
+
+
+def test_apptainer_recipe_installs_nothing_beyond_the_docker_image():
+    """semhpc.def stays in step with the Dockerfile by construction: it bootstraps from the Docker
+    archive, installs nothing of its own (no %post, %files, %setup), every variable its
+    %environment sets has the Dockerfile's value (Apptainer keeps the host's PATH, so the venv is put
+    first again), and %test repeats the Dockerfile's smoke test."""
+    sections = definition_sections((CONTAINERS / "semhpc.def").read_text())
+    assert not {"post", "files", "setup", "appinstall"} & set(sections)
+    exported = dict(re.findall(r"^\s*export (\w+)=\"?([^\"\n]*)\"?$", sections["environment"], re.M))
+    docker_env = image_env()
+    assert exported, sections["environment"]
+    for name, value in exported.items():
+        assert value.replace("$PATH", "${PATH}") == docker_env[name], name
+    dockerfile = DOCKERFILE.read_text()
+    for line in sections["test"].strip().splitlines():
+        command = line.strip().split(" | ")[0]
+        assert command in dockerfile, command
+
+
 # --- semhpc's wheel in the image ----------------------------------------------------------------
 
 def wheel_source_copies():
@@ -259,7 +283,7 @@ def test_pmix_pairing_and_the_one_line_verdict():
     assert "before 2.1.1" in pmix_mismatch("2.0.3", "4.2.2")
     report = hybrid_mpi_report("mpirun (Open MPI) 4.1.4", {**rank, "SEMHPC_HOST_MPI_VERSION": "4.1.5",
                                                            "PMIX_VERSION": "4.2.2"}, "4.2.2rc2")
-    assert report["mpi_pairing"] == "host Open MPI 4.1.5 / PMIx 4.2.2 with Open MPI 4.1 / PMIx 4.2.2rc2 here: match"
+    assert report["mpi_pairing"] == "host Open MPI 4.1.5 / PMIx 4.2.2 with Open MPI 4.1.4 / PMIx 4.2.2rc2 here: match"
     assert report["warnings"] == [] and report["host_pmix"] == "4.2.2" and report["pmix"] == "4.2.2rc2"
     report = hybrid_mpi_report("mpirun (Open MPI) 4.1.4", {**rank, "SEMHPC_HOST_MPI_VERSION": "4.0.7",
                                                            "PMIX_VERSION": "2.0.3"}, "4.2.2")
