@@ -13,13 +13,15 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
 
 import semhpc
 from semhpc.runtime.launcher import FAST_ENV, FAST_MCA
-from semhpc.runtime.stack import launcher_openmpi, openmpi_mismatch
+from semhpc.runtime.stack import (container_runtime, hybrid_mpi_report, launcher_openmpi, openmpi_mismatch,
+                                  pmix_mismatch, pmix_version)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTAINERS = ROOT / "containers"
@@ -188,6 +190,65 @@ def test_apptainer_recipe_parses_with_its_sections():
     assert "mpirun -np" in help_text and "--nv" in help_text
 
 
+def definition_sections(text):
+    """{section: body} of an Apptainer definition file."""
+    parts = re.split(r"^%(\w+)[ \t]*$", text, flags=re.M)
+    return {name: body for name, body in zip(parts[1::2], parts[2::2])}
+
+
+def test_apptainer_recipe_installs_nothing_beyond_the_docker_image():
+    """semhpc.def stays in step with the Dockerfile by construction: it bootstraps from the Docker
+    archive, installs nothing of its own (no %post, %files, %setup), every variable its
+    %environment sets has the Dockerfile's value (Apptainer keeps the host's PATH, so the venv is put
+    first again), and %test repeats the Dockerfile's smoke test."""
+    sections = definition_sections((CONTAINERS / "semhpc.def").read_text())
+    assert not {"post", "files", "setup", "appinstall"} & set(sections)
+    exported = dict(re.findall(r"^\s*export (\w+)=\"?([^\"\n]*)\"?$", sections["environment"], re.M))
+    docker_env = image_env()
+    assert exported, sections["environment"]
+    for name, value in exported.items():
+        assert value.replace("$PATH", "${PATH}") == docker_env[name], name
+    dockerfile = DOCKERFILE.read_text()
+    for line in sections["test"].strip().splitlines():
+        command = line.strip().split(" | ")[0]
+        assert command in dockerfile, command
+
+
+# --- semhpc's wheel in the image ----------------------------------------------------------------
+
+def wheel_source_copies():
+    """(source, destination) of the wheelhouse stage's COPY instructions into /src/semhpc."""
+    copies = []
+    for stage, keyword, arguments in dockerfile_instructions():
+        words = arguments.split()
+        if stage == "wheelhouse" and keyword == "COPY" and words[-1].startswith("/src/semhpc"):
+            copies += [(source, words[-1]) for source in words[:-1]]
+    return copies
+
+
+def test_the_images_semhpc_wheel_carries_every_hpc_file(tmp_path):
+    """The wheel built from exactly what the Dockerfile copies holds every profile and snippet of
+    hpc/ as data files (without them `semhpc submit` in the image fails: job templates not found)."""
+    src = tmp_path / "src" / "semhpc"
+    for source, destination in wheel_source_copies():
+        target = tmp_path / destination.lstrip("/")
+        if (ROOT / source).is_dir():
+            shutil.copytree(ROOT / source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / source, target)
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps", "-w",
+                          str(tmp_path / "wheel"), str(src)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (wheel,) = (tmp_path / "wheel").glob("semhpc-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        data = {name.split(".data/data/", 1)[1] for name in archive.namelist() if ".data/data/" in name}
+    shipped = {f"share/semhpc/{path.relative_to(ROOT)}" for path in (ROOT / "hpc").rglob("*")
+               if path.suffix in (".yaml", ".sh")}
+    assert shipped and shipped <= data, sorted(shipped - data)
+    assert "share/semhpc/hpc/clusters/historical/galileo.yaml" in data
+
+
 # --- `semhpc doctor` under a host launcher ----------------------------------------------------
 
 RANK = {"OMPI_COMM_WORLD_SIZE": "2", "PMIX_RANK": "0"}
@@ -205,13 +266,47 @@ def test_launcher_openmpi_reads_the_launchers_marks(env, launcher):
     assert launcher_openmpi(env) == launcher
 
 
-def test_mismatch_warns_only_for_a_different_major_version():
+def test_mismatch_warns_for_another_major_version_or_release_series():
     image_mpi = "mpirun (Open MPI) 4.1.4"
     assert openmpi_mismatch("4 (ORTE)", image_mpi) is None
     assert openmpi_mismatch("4.1.6", image_mpi) is None
     assert openmpi_mismatch(None, image_mpi) is None
     warning = openmpi_mismatch("5.0.3", image_mpi)
     assert "5.0.3" in warning and "4.1.4" in warning and "Open MPI 5.x" in warning
+    warning = openmpi_mismatch("4.0.7", image_mpi)
+    assert "different release series (4.0.x vs 4.1.x)" in warning and "host Open MPI 4.1.x" in warning
+
+
+def test_pmix_pairing_and_the_one_line_verdict():
+    rank = {**RANK, "OMPI_MCA_orte_hnp_uri": "x"}
+    assert pmix_mismatch("4.2.2", "3.2.3") is None                 # cross-version support since 2.1.1
+    assert "before 2.1.1" in pmix_mismatch("2.0.3", "4.2.2")
+    report = hybrid_mpi_report("mpirun (Open MPI) 4.1.4", {**rank, "SEMHPC_HOST_MPI_VERSION": "4.1.5",
+                                                           "PMIX_VERSION": "4.2.2"}, "4.2.2rc2")
+    assert report["mpi_pairing"] == "host Open MPI 4.1.5 / PMIx 4.2.2 with Open MPI 4.1.4 / PMIx 4.2.2rc2 here: match"
+    assert report["warnings"] == [] and report["host_pmix"] == "4.2.2" and report["pmix"] == "4.2.2rc2"
+    report = hybrid_mpi_report("mpirun (Open MPI) 4.1.4", {**rank, "SEMHPC_HOST_MPI_VERSION": "4.0.7",
+                                                           "PMIX_VERSION": "2.0.3"}, "4.2.2")
+    assert report["mpi_pairing"].endswith("here: MISMATCH") and len(report["warnings"]) == 2
+    assert "SEMHPC_HOST_MPI_VERSION" in hybrid_mpi_report("mpirun (Open MPI) 4.1.4", rank, "4.2.2")["mpi_pairing"]
+    assert hybrid_mpi_report("mpirun (Open MPI) 4.1.4", {}, "4.2.2")["mpi_pairing"] == "not started by a host MPI launcher"
+
+
+def test_the_pmix_library_version_is_read_from_libpmix():
+    assert re.fullmatch(r"\d+\.\d+\.\d+\w*", pmix_version())
+
+
+@pytest.mark.parametrize("marks, runtime", [
+    ({"APPTAINER_CONTAINER": "/x.sif"}, "apptainer"),
+    ({"SINGULARITY_CONTAINER": "/x.sif"}, "singularity"),
+    ({"CH_RUNNING": "Weird Al Yankovic"}, "charliecloud"),
+])
+def test_hpc_runtimes_are_told_apart_from_docker(monkeypatch, marks, runtime):
+    for name in ("APPTAINER_CONTAINER", "APPTAINER_NAME", "SINGULARITY_CONTAINER", "SINGULARITY_NAME", "CH_RUNNING"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in marks.items():
+        monkeypatch.setenv(name, value)
+    assert container_runtime() == runtime
 
 
 def test_doctor_as_a_rank_of_a_real_mpirun_reports_the_launcher():
@@ -351,6 +446,22 @@ def test_doctor_in_the_image_as_the_non_root_user(cpu_build):
     assert report["tensorflow"] == semhpc.SUPPORTED_TENSORFLOW and report["horovod"] == semhpc.SUPPORTED_HOROVOD
     assert report["horovod_mpi"] and report["horovod_gloo"]
     assert "Open MPI" in report["mpirun"] and report["warnings"] == []
+
+
+@pytest.mark.slow
+def test_submit_in_the_image_renders_jobs_from_the_shipped_profiles(cpu_build):
+    """The wheel's hpc/ in the image: a shipped profile, a retired one by path, a job script."""
+    tag, _ = cpu_build
+    historical = "/opt/semhpc/venv/share/semhpc/hpc/clusters/historical/marconi-a2.yaml"
+    script = "cd /tmp && " + " && ".join(
+        f"semhpc submit --cluster {cluster} --job train --dry-run -- --config /opt/semhpc/configs/demo.yaml"
+        for cluster in ("leonardo-booster", historical))
+    out = run_in_image(tag, "bash", "-c", script)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count("#!/bin/bash") == 2 and "#SBATCH --account=" in out.stdout
+    assert "semhpc 0.1.0: train job on leonardo-booster (slurm, container, srun)" in out.stdout
+    assert "train job on marconi-a2 (slurm, bare-metal, mpirun)" in out.stdout
+    assert out.stdout.count("# --- job/ranks.sh ---") == 2
 
 
 @pytest.mark.slow

@@ -325,6 +325,54 @@ def test_pbs_container_job_runs_singularity_ranks_under_the_host_mpirun(tmp_path
     assert env["SEMHPC_JOB_ID"] == "77.pbsserver" and env["PWD"] == str(tmp_path / "submitdir")
 
 
+RUNTIME_TAILS = {  # the rank's command after the host mpirun's options, for image IMAGE and data folder DATA
+    "apptainer": ["apptainer", "exec", "--nv", "--bind", "HOME", "--bind", "DATA", "IMAGE", "python"],
+    "singularity": ["singularity", "exec", "--nv", "--bind", "HOME", "--bind", "DATA", "IMAGE", "python"],
+    "charliecloud": ["ch-run", "--cd=WORKDIR", "--set-env", "--home", "--bind=DATA", "IMAGE", "--", "python"],
+    "podman": ["podman", "run", "--rm", "--env-host", "--userns=keep-id", "--net=host", "--pid=host", "--ipc=host",
+               "--workdir=WORKDIR", "--volume=WORKDIR:WORKDIR", "--entrypoint=/opt/semhpc/venv/bin/python",
+               "--device=nvidia.com/gpu=all", "--volume=HOME:HOME", "--volume=DATA:DATA", "IMAGE"],
+}
+
+
+@pytest.mark.parametrize("runtime", RUNTIME_TAILS)
+def test_each_container_runtime_starts_the_ranks_with_its_words(runtime, tmp_path):
+    """execution.runtime picks the exec line, GPU flag, environment and binds of hpc/runtimes.yaml."""
+    from semhpc.hpc.runtimes import container_runtime
+
+    image = tmp_path / "semhpc-image"
+    image.mkdir()
+    program = container_runtime(runtime).program
+    profile = profile_from(tmp_path, "c3hpc", {"execution": {"runtime": runtime, "image": str(image)},
+                                               "node": {"gpu_compute_capability": 7.0},
+                                               "paths": {"data": str(tmp_path / "data"), "scratch": ""}})
+    calls, _ = run_body(render(profile, gpus_per_node=2), tmp_path, pbs_env(tmp_path, ["n1", "n1"], 24),
+                        {"mpirun": "", "module": "", program: ""})
+    argv, _ = call_of(calls, "mpirun")
+    names = {"HOME": os.environ["HOME"], "DATA": str(tmp_path / "data"), "IMAGE": str(image),
+             "WORKDIR": str(tmp_path / "submitdir")}
+    expected = [re.sub("|".join(names), lambda m: names[m.group(0)], word) for word in RUNTIME_TAILS[runtime]]
+    assert argv[argv.index(program):] == [*expected, "-m", "semhpc", "train", "--config", "run.yaml"]
+
+
+def test_a_missing_image_folder_stops_the_job_before_the_ranks(tmp_path):
+    profile = profile_from(tmp_path, "c3hpc", {"execution": {"runtime": "charliecloud", "image": str(tmp_path / "no")},
+                                               "paths": {"data": "", "scratch": ""}})
+    (tmp_path / "job.sh").write_text(render(profile))
+    (tmp_path / "submitdir").mkdir()
+    bin_dir, calls = stubs(tmp_path, {"mpirun": "", "module": "", "ch-run": ""})
+    result = subprocess.run(["bash", str(tmp_path / "job.sh")], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, **pbs_env(tmp_path, ["n1"], 24), "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert result.returncode == 1 and f"cannot read the image {tmp_path / 'no'}" in result.stderr
+    assert '["mpirun"' not in (calls.read_text() if calls.exists() else "")
+
+
+def test_an_unknown_runtime_is_a_one_line_error_naming_the_choices(tmp_path):
+    with pytest.raises(SemhpcError, match=r"execution.runtime 'docker' must be one of apptainer, singularity, "
+                                          r"charliecloud, podman \(hpc/runtimes.yaml\)"):
+        profile_from(tmp_path, "c3hpc", {"execution": {"runtime": "docker"}})
+
+
 def test_slurm_srun_job_starts_container_ranks_with_pmix_and_the_launcher_settings(tmp_path):
     (tmp_path / "semhpc").mkdir()
     (tmp_path / "semhpc" / "semhpc-0.1.0-cuda.sif").write_text("")

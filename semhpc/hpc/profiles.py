@@ -25,6 +25,7 @@ from semhpc.config.loader import _check, _did_you_mean, read_yaml_mapping
 from semhpc.config.schema import Field
 from semhpc.hpc import SHIPPED_DIR, shell
 from semhpc.hpc.resources import JOB_KINDS, parse_walltime
+from semhpc.hpc.runtimes import container_runtimes
 from semhpc.utils.errors import SemhpcError
 
 SITE_DIR = Path("/etc/semhpc/clusters")
@@ -92,8 +93,10 @@ PROFILE_SCHEMA: dict[str, dict[str, Field]] = {
     },
     "execution": {
         "mode": Field("str", REQUIRED, "Where ranks run.", choices=("container", "bare-metal")),
-        "runtime": Field("str", "apptainer", "Container runtime.", choices=("apptainer", "singularity")),
-        "image": Field("str", "", "Container image (.sif) on a filesystem the compute nodes see."),
+        "runtime": Field("str", "apptainer", "Container runtime, one of hpc/runtimes.yaml: apptainer, singularity, "
+                                             "charliecloud or podman."),
+        "image": Field("str", "", "Container image on a filesystem the compute nodes see (a .sif; Charliecloud: "
+                                  "the folder ch-convert wrote; Podman: the image's name)."),
         "venv": Field("str", "", "Bare-metal venv with semhpc; empty: the venv running `semhpc submit`."),
         "modules": Field("list[str]", [], "`module load` names, in order (MPI, CUDA, the container runtime)."),
         "launcher": Field("str", "mpirun", "How ranks start: host mpirun (hybrid model) or `srun --mpi=pmix`.",
@@ -245,6 +248,9 @@ def _check_consistency(profile: Profile, source: str) -> None:
     if sched.max_walltime and parse_walltime(sched.default_walltime, "") > parse_walltime(sched.max_walltime, ""):
         raise SemhpcError(f"{source}: scheduler.default_walltime {sched.default_walltime} exceeds "
                           f"max_walltime {sched.max_walltime}")
+    if execution.runtime not in container_runtimes():
+        raise SemhpcError(f"{source}: execution.runtime {execution.runtime!r} must be one of "
+                          f"{', '.join(container_runtimes())} (hpc/runtimes.yaml)")
     if execution.mode == "container" and not execution.image:
         raise SemhpcError(f"{source}: execution.image is required when execution.mode is container")
     if execution.launcher == "srun" and sched.type != "slurm":

@@ -21,6 +21,7 @@ import sys
 from semhpc import __version__
 from semhpc.hpc import SHIPPED_DIR, scheduler, shell
 from semhpc.hpc.resources import JOB_KINDS, ResourcePlan
+from semhpc.hpc.runtimes import container_runtime
 from semhpc.runtime.launcher import FAILURE_ENV, FAST_ENV, FAST_MCA, mpirun_command
 from semhpc.utils.errors import SemhpcError
 
@@ -101,13 +102,14 @@ def _execution(profile, plan: ResourcePlan) -> str:
         settings.append(_array("SEMHPC_MODULES", [shell.word(m) for m in execution.modules]))
         parts.append(_snippet("execution/modules.sh"))
     if execution.mode == "container":
-        options = ["--nv"] if plan.gpus_per_node else []
-        for path in ["${HOME}", profile.paths.data, profile.paths.scratch]:
-            if path:
-                options += ["--bind", shell.word_with_vars(path)]
-        settings += [f"SEMHPC_RUNTIME={shell.word(execution.runtime)}",
+        runtime = container_runtime(execution.runtime)
+        binds = [path for path in [profile.paths.data, profile.paths.scratch] if path]
+        options = runtime.options(binds, gpus=bool(plan.gpus_per_node), home="${HOME}")
+        settings += [f"SEMHPC_RUNTIME={shell.word(runtime.program)}",
                      f"SEMHPC_IMAGE={shell.word_with_vars(execution.image)}",
-                     _array("SEMHPC_CONTAINER_OPTIONS", options)]
+                     f"SEMHPC_IMAGE_IS_PATH={int(runtime.image == 'path')}",
+                     _array("SEMHPC_CONTAINER_OPTIONS", [shell.word_with_vars(word) for word in options]),
+                     _array("SEMHPC_IMAGE_PYTHON", [shell.word(word) for word in runtime.python])]
     else:
         settings.append(f"SEMHPC_VENV={shell.word_with_vars(_venv(execution.venv))}")
     parts.append(_snippet(f"execution/{execution.mode}.sh"))

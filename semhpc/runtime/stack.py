@@ -69,12 +69,6 @@ def mpirun_version() -> str | None:
     return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else None
 
 
-def major_version(text: str | None) -> int | None:
-    """The major number of the first dotted version in `text` ('mpirun (Open MPI) 4.1.4' -> 4)."""
-    match = re.search(r"(\d+)\.\d+", text or "")
-    return int(match.group(1)) if match else None
-
-
 def launcher_openmpi(env: Mapping[str, str]) -> str | None:
     """The Open MPI whose launcher started this process, e.g. '5.0.3' or '4 (ORTE)'; None if none.
 
@@ -99,25 +93,85 @@ def launcher_openmpi(env: Mapping[str, str]) -> str | None:
     return None
 
 
+def release_series(version: str | None) -> tuple[int, ...]:
+    """(major, minor) of the first dotted version in `version`, (major,) when only that is known."""
+    match = re.search(r"(\d+)(?:\.(\d+))?", version or "")
+    return tuple(int(part) for part in match.groups() if part is not None) if match else ()
+
+
 def openmpi_mismatch(launcher: str | None, library_mpirun: str | None) -> str | None:
-    """A warning when the launcher's and this environment's Open MPI major versions differ."""
+    """A warning when the launcher's and this environment's Open MPI differ in major version, or
+    (when the launcher's exact version is known) in release series: mpirun/orted and the MPI
+    library only interoperate within one series (4.1.x with 4.1.x)."""
     if launcher is None:
         return None
-    launcher_major = int(re.match(r"\d+", launcher).group(0))
-    library_major = major_version(library_mpirun)
-    if library_major is None or launcher_major == library_major:
+    launcher_series, library_series = release_series(launcher), release_series(library_mpirun)
+    if not library_series:
         return None
-    return (f"started by the launcher of Open MPI {launcher} but the MPI here is {library_mpirun}: "
-            f"MPI_Init will likely fail or hang; use an image with Open MPI {launcher_major}.x "
-            f"or the bind model (containers/README.md)")
+    if launcher_series[0] != library_series[0]:
+        return (f"started by the launcher of Open MPI {launcher} but the MPI here is {library_mpirun}: "
+                f"MPI_Init will likely fail or hang; use an image with Open MPI {launcher_series[0]}.x "
+                f"or the bind model (containers/README.md)")
+    if len(launcher_series) == 2 and len(library_series) == 2 and launcher_series != library_series:
+        return (f"host Open MPI {launcher} and {library_mpirun} here are different release series "
+                f"({'.'.join(map(str, launcher_series))}.x vs {'.'.join(map(str, library_series))}.x): Open MPI "
+                f"supports its launcher and library together within one series only; use a host "
+                f"Open MPI {'.'.join(map(str, library_series))}.x or the bind model (containers/README.md)")
+    return None
 
 
-def hybrid_mpi_report(library_mpirun: str | None, env: Mapping[str, str]) -> dict:
-    """`mpi_launcher` and `warnings` of stack_report: which Open MPI launched this rank, and
-    whether it can work with the MPI here (`library_mpirun`, e.g. the container's)."""
+# PMIx clients and servers of different versions work together from PMIx 2.1.1 on.
+PMIX_CROSS_VERSION = (2, 1, 1)
+
+
+def pmix_version() -> str | None:
+    """The version of the PMIx library here (libpmix, which Open MPI 4.x uses), or None."""
+    import ctypes
+    import ctypes.util
+
+    for name in ("libpmix.so.2", ctypes.util.find_library("pmix")):
+        try:
+            library = ctypes.CDLL(name) if name else None
+        except OSError:
+            continue
+        if library is not None:
+            library.PMIx_Get_version.restype = ctypes.c_char_p
+            found = re.search(r"\d+(\.\d+)+\w*", library.PMIx_Get_version().decode(errors="replace"))
+            return found.group(0) if found else None
+    return None
+
+
+def pmix_mismatch(host_pmix: str | None, library_pmix: str | None) -> str | None:
+    """A warning when the host's PMIx server and the PMIx here differ and one predates 2.1.1."""
+    if not (host_pmix and library_pmix):
+        return None
+    host, here = (tuple(int(p) for p in re.findall(r"\d+", v)[:3]) for v in (host_pmix, library_pmix))
+    if host[:2] == here[:2] or min(host, here) >= PMIX_CROSS_VERSION:
+        return None
+    return (f"host PMIx {host_pmix} and PMIx {library_pmix} here: versions before 2.1.1 only work with their "
+            f"own release; MPI_Init will likely fail")
+
+
+def hybrid_mpi_report(library_mpirun: str | None, env: Mapping[str, str], library_pmix: str | None = None) -> dict:
+    """How this rank pairs with the host MPI that launched it (the hybrid model), for stack_report.
+
+    `mpi_launcher` / `host_pmix`: the launcher's Open MPI and PMIx (a launched rank's PMIX_VERSION
+    is the host PMIx server's); `pmix`: the PMIx library here; `mpi_pairing`: one line saying
+    whether they match; `warnings`: what does not."""
     launcher = launcher_openmpi(env)
-    mismatch = openmpi_mismatch(launcher, library_mpirun)
-    return {"mpi_launcher": launcher, "warnings": [mismatch] if mismatch else []}
+    host_pmix = env.get("PMIX_VERSION") if (env.get("OMPI_COMM_WORLD_SIZE") or env.get("PMIX_RANK")) else None
+    warnings = [w for w in (openmpi_mismatch(launcher, library_mpirun), pmix_mismatch(host_pmix, library_pmix)) if w]
+    if launcher is None and host_pmix is None:
+        pairing = "not started by a host MPI launcher"
+    else:
+        library = re.search(r"\d+(\.\d+)+", library_mpirun or "")
+        here = f"Open MPI {library.group(0) if library else '?'} / PMIx {library_pmix or '?'}"
+        host = f"Open MPI {launcher or '?'} / PMIx {host_pmix or '?'}"
+        pairing = f"host {host} with {here} here: {'MISMATCH' if warnings else 'match'}"
+        if not warnings and len(release_series(launcher)) < 2:
+            pairing += " (the host's minor version is unknown: export SEMHPC_HOST_MPI_VERSION=\"$(mpirun --version)\")"
+    return {"mpi_launcher": launcher, "host_pmix": host_pmix, "pmix": library_pmix, "mpi_pairing": pairing,
+            "warnings": warnings}
 
 
 def cpu_flags() -> set[str]:
@@ -132,15 +186,19 @@ def cpu_flags() -> set[str]:
 
 
 def container_runtime() -> str | None:
-    """'apptainer', 'singularity', 'docker', 'podman' or None, from the markers each runtime leaves."""
+    """'apptainer', 'singularity', 'charliecloud', 'podman', 'docker' or None, from the marks each
+    runtime leaves. The HPC runtimes' variables come first: an image converted from Docker may
+    still hold Docker's /.dockerenv (ch-convert copies it from `docker export`)."""
     if os.environ.get("APPTAINER_CONTAINER") or os.environ.get("APPTAINER_NAME"):
         return "apptainer"
     if os.environ.get("SINGULARITY_CONTAINER") or os.environ.get("SINGULARITY_NAME"):
         return "singularity"
-    if os.path.exists("/.dockerenv"):
-        return "docker"
+    if os.environ.get("CH_RUNNING"):
+        return "charliecloud"
     if os.path.exists("/run/.containerenv"):
         return "podman"
+    if os.path.exists("/.dockerenv"):
+        return "docker"
     return None
 
 
@@ -197,7 +255,7 @@ def stack_report() -> dict:
             problems.append("GPUs are visible but Horovod was built without NCCL (HOROVOD_GPU_OPERATIONS=NCCL)")
     if report["mpirun"] is None:
         problems.append("mpirun not found on PATH; install OpenMPI (Debian: openmpi-bin libopenmpi-dev)")
-    report.update(hybrid_mpi_report(report["mpirun"], os.environ))
+    report.update(hybrid_mpi_report(report["mpirun"], os.environ, pmix_version()))
     report["problems"] = problems
     report["ok"] = not problems
     return report
