@@ -39,7 +39,10 @@ def main(args) -> int:
     url = f"http://127.0.0.1:{port}/lab/tree/{notebooks.name}?token={token}"
     command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
                f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-               f"--ServerApp.root_dir={notebooks.parent}"]
+               f"--ServerApp.root_dir={notebooks.parent}",
+               # Compute and login nodes rarely reach the internet, and a user's browser should not
+               # be asked about news: no announcements feed, no update check against PyPI.
+               "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     if os.geteuid() == 0:  # containers run as root; JupyterLab refuses that unless told
         command.append("--allow-root")
     if importlib.util.find_spec("jupyterlab") is None:

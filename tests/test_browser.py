@@ -1,0 +1,84 @@
+"""JupyterLab as a person meets it: Debian's headless Chromium opens the notebooks served by
+`semhpc jupyter`, logs in with the token, runs all cells through the menu, and the page must show
+every expected figure and table and no error. A screenshot of each notebook goes to the test's
+folder (notebooks/screenshots/ holds the committed ones)."""
+
+import nbformat
+import pytest
+
+from artifacts import artifacts  # noqa: F401  (fixture)
+from browser import launch, lab_environment, open_notebook, read_cells, run_all_cells, screenshot, \
+    wait_until_all_ran
+from lab_server import running_jupyter, shutdown_kernels
+from semhpc.monitor.notebooks import FIGURE_TAG_PREFIX, NOTEBOOKS, NOTEBOOKS_DIR, inject_parameters
+from test_notebooks import EXPECTED_FIGURES, parameters
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+TOKEN = "browser-test-token-5f3a9c"
+RUN_ALL_TIMEOUT = 300
+
+# Tables each notebook shows (pandas DataFrames rendered as HTML), at least.
+EXPECTED_TABLES = {
+    "01_monitor_training.ipynb": 3,       # epochs, step time per rank, resolved configuration
+    "02_scaling.ipynb": 2,                # measured sweep, the thesis' numbers
+    "03_layer_profile.ipynb": 1,
+    "04_classification_review.ipynb": 1,
+    "05_dataset_explorer.ipynb": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def served(artifacts, tmp_path_factory):
+    """(base URL, folder, served notebooks dir): the repository's notebooks with the artefacts'
+    paths injected after each parameters cell, served by `semhpc jupyter`."""
+    root = tmp_path_factory.mktemp("lab")
+    notebooks = root / "notebooks"
+    notebooks.mkdir()
+    for name in NOTEBOOKS:
+        notebook = inject_parameters(nbformat.read(NOTEBOOKS_DIR / name, as_version=4), parameters(name, artifacts))
+        nbformat.write(notebook, str(notebooks / name))
+    env = {**lab_environment(root), "SEMHPC_HOME": str(root / "semhpc-home")}
+    with running_jupyter(TOKEN, notebooks, env) as lab:
+        yield lab.base, lab.folder, notebooks
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_each_notebook_runs_in_jupyterlab_and_shows_its_figures(name, served, chromium, tmp_path):
+    base, folder, notebooks = served
+    page = chromium.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        open_notebook(page, f"{base}/lab/tree/{folder}/{name}?token={TOKEN}")
+        run_all_cells(page)
+        try:
+            cells = wait_until_all_ran(page, RUN_ALL_TIMEOUT)
+        except AssertionError:
+            screenshot(page, tmp_path / "failed.png")
+            raise
+        stored = nbformat.read(notebooks / name, as_version=4).cells
+        assert len(cells) == len(stored)
+        figure_cells = [i for i, cell in enumerate(stored)
+                        if any(t.startswith(FIGURE_TAG_PREFIX) for t in cell.metadata.get("tags", []))]
+        shot = screenshot(page, tmp_path / f"{name.removesuffix('.ipynb')}.png", scroll_to_cell=figure_cells[0])
+        assert shot.stat().st_size < 300_000
+    finally:
+        page.close()
+        shutdown_kernels(base, TOKEN)
+    assert [cell["stderr"] for cell in cells if cell["stderr"]] == []
+    for i in figure_cells:
+        tags = [t for t in stored[i].metadata["tags"] if t.startswith(FIGURE_TAG_PREFIX)]
+        assert len(cells[i]["images"]) >= len(tags), (tags, cells[i])
+    shown = [tag[len(FIGURE_TAG_PREFIX):] for i in figure_cells for tag in stored[i].metadata["tags"]
+             if tag.startswith(FIGURE_TAG_PREFIX)]
+    assert shown == EXPECTED_FIGURES[name]
+    assert sum(cell["tables"] for cell in cells) >= EXPECTED_TABLES[name]
