@@ -42,6 +42,18 @@ def http_status(url: str) -> int | None:
     return http_answer(url)[0]
 
 
+def refused(base: str, path: str, method: str = "GET", headers: dict | None = None) -> bool:
+    """403, or redirects that end at the login form (never at content)."""
+    for _ in range(3):
+        status, location = http_answer(base + path, headers, method)
+        if status != 302:
+            return status == 403
+        path = location.removeprefix(base)
+        if path.startswith("/login"):
+            return True
+    return False
+
+
 def shutdown_kernels(base: str, token: str) -> None:
     """Stop every kernel of the server (a closed browser tab leaves its kernel running)."""
     headers = {"Authorization": f"token {token}"}

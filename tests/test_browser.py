@@ -7,9 +7,9 @@ import nbformat
 import pytest
 
 from artifacts import artifacts  # noqa: F401  (fixture)
-from browser import launch, lab_environment, open_notebook, read_cells, run_all_cells, screenshot, \
+from browser import VIEWPORT, launch, lab_environment, open_notebook, read_cells, run_all_cells, screenshot, \
     wait_until_all_ran
-from lab_server import running_jupyter, shutdown_kernels
+from lab_server import refused, running_jupyter, shutdown_kernels
 from semhpc.monitor.notebooks import FIGURE_TAG_PREFIX, NOTEBOOKS, NOTEBOOKS_DIR, inject_parameters
 from test_notebooks import EXPECTED_FIGURES, parameters
 
@@ -56,7 +56,7 @@ def served(artifacts, tmp_path_factory):
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_each_notebook_runs_in_jupyterlab_and_shows_its_figures(name, served, chromium, tmp_path):
     base, folder, notebooks = served
-    page = chromium.new_page(viewport={"width": 1280, "height": 900})
+    page = chromium.new_page(viewport=VIEWPORT)
     try:
         open_notebook(page, f"{base}/lab/tree/{folder}/{name}?token={TOKEN}")
         run_all_cells(page)
@@ -82,3 +82,48 @@ def test_each_notebook_runs_in_jupyterlab_and_shows_its_figures(name, served, ch
              if tag.startswith(FIGURE_TAG_PREFIX)]
     assert shown == EXPECTED_FIGURES[name]
     assert sum(cell["tables"] for cell in cells) >= EXPECTED_TABLES[name]
+
+
+# Served to anyone, and holding nothing of the user's: JupyterLab's own scripts, styles and fonts,
+# the login form, and the bare /api (the server's version number).
+PUBLIC_PREFIXES = ("/static/", "/lab/static/", "/lab/extensions/", "/lab/api/themes/", "/login", "/favicon")
+WEBSOCKET_OPENS = """url => new Promise(resolve => {
+  const socket = new WebSocket(url);
+  socket.onopen = () => { socket.close(); resolve(true); };
+  socket.onerror = () => resolve(false);
+})"""
+
+
+def test_every_path_the_page_uses_is_refused_without_the_token(served, chromium):
+    """Record every request JupyterLab makes while a person logs in and runs a notebook, then ask
+    again for each page, API path and kernel websocket with no token and no cookie."""
+    base, folder, _ = served
+    context = chromium.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    requests, sockets = set(), set()
+    page.on("request", lambda request: requests.add((request.method, request.url)))
+    page.on("websocket", lambda socket: sockets.add(socket.url))
+    try:
+        open_notebook(page, f"{base}/lab/tree/{folder}/02_scaling.ipynb?token={TOKEN}")
+        run_all_cells(page)
+        wait_until_all_ran(page, RUN_ALL_TIMEOUT)
+        assert page.evaluate(WEBSOCKET_OPENS, next(iter(sockets)))  # the logged-in page may open one
+    finally:
+        context.close()
+    assert all(url.startswith(base) for _, url in requests), "the page fetched something off this server"
+    paths = {(method, url.removeprefix(base).split("?token=")[0].split("&token=")[0])
+             for method, url in requests if method in ("GET", "POST", "PUT", "PATCH", "DELETE")}
+    private = {(method, path) for method, path in paths if not path.startswith(PUBLIC_PREFIXES)}
+    assert any(path.startswith("/api/kernels") for _, path in private) and any(path.startswith("/lab/api/settings")
+                                                                              for _, path in private)
+    assert sorted(p for p in private if not refused(base, p[1], p[0])) == []
+    kernel_sockets = [url.split("?")[0] for url in sockets if "/api/kernels/" in url]
+    assert kernel_sockets
+    anonymous = chromium.new_context()
+    try:
+        page = anonymous.new_page()
+        page.goto(f"{base}/login")
+        assert [url for url in kernel_sockets if page.evaluate(WEBSOCKET_OPENS, url)] == []
+    finally:
+        anonymous.close()
+        shutdown_kernels(base, TOKEN)
