@@ -3,14 +3,20 @@
 every expected figure and table and no error. A screenshot of each notebook goes to the test's
 folder (notebooks/screenshots/ holds the committed ones)."""
 
+import re
+import subprocess
+import time
+
 import nbformat
 import pytest
 
-from artifacts import artifacts  # noqa: F401  (fixture)
+from artifacts import artifacts, train_command  # noqa: F401  (artifacts is a fixture)
 from browser import VIEWPORT, launch, lab_environment, open_notebook, read_cells, run_all_cells, screenshot, \
     wait_until_all_ran
 from lab_server import refused, running_jupyter, shutdown_kernels
+from semhpc.monitor import open_run
 from semhpc.monitor.notebooks import FIGURE_TAG_PREFIX, NOTEBOOKS, NOTEBOOKS_DIR, inject_parameters
+from semhpc.runtime.launcher import mpirun_command
 from test_notebooks import EXPECTED_FIGURES, parameters
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -127,3 +133,83 @@ def test_every_path_the_page_uses_is_refused_without_the_token(served, chromium)
     finally:
         anonymous.close()
         shutdown_kernels(base, TOKEN)
+
+
+LIVE_EPOCHS = 6          # 48 steps of the tiny model: some 30-60 s after the first step on 2 busy cores
+LIVE_TIMEOUT = 420
+RUNNING = re.compile(r"running: step (\d+)/(\d+) \(\d+%\)")
+RANK_SPREAD = re.compile(r"step time per rank \(median of the last \d+ intervals\): rank 0 [\d.]+ s, "
+                         r"rank 1 [\d.]+ s; slowest rank [01] at [\d.]+x the fastest")
+
+
+@pytest.fixture
+def live_run(artifacts, tmp_path):
+    """(run dir, process) of a 2-rank training started in the background, once its first step is
+    recorded; stopped at teardown if still running."""
+    run, log = tmp_path / "live-run", tmp_path / "train.log"
+    with open(log, "w") as output:
+        proc = subprocess.Popen(mpirun_command(2, train_command(artifacts.data, run, f"train.epochs={LIVE_EPOCHS}")),
+                                stdout=output, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + LIVE_TIMEOUT
+        while not any(r["kind"] == "step" for r in open_run(run).records()) if (run / "metrics.jsonl").is_file() \
+                else True:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "no step recorded"
+            time.sleep(1)
+        yield run, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait(timeout=60)
+
+
+@pytest.mark.mpi
+def test_monitor_notebook_follows_a_live_run_without_rerunning(live_run, served, chromium, tmp_path):
+    """The dashboard cell of 01 keeps running and redraws itself while the run trains: the page
+    shows the step counter, the curves and the per-rank spread advance, then the final state,
+    after which the cell ends by itself and the rest of the notebook runs."""
+    run, proc = live_run
+    base, folder, notebooks = served
+    name = "01_monitor_training-live.ipynb"
+    notebook = inject_parameters(nbformat.read(NOTEBOOKS_DIR / "01_monitor_training.ipynb", as_version=4),
+                                 {"run_dir": str(run), "refresh_seconds": 2})
+    nbformat.write(notebook, str(notebooks / name))
+    dashboard = next(i for i, cell in enumerate(notebook.cells)
+                     if f"{FIGURE_TAG_PREFIX}training_curves" in cell.metadata.get("tags", []))
+    page = chromium.new_page(viewport=VIEWPORT)
+    samples = []
+    try:
+        open_notebook(page, f"{base}/lab/tree/{folder}/{name}?token={TOKEN}")
+        run_all_cells(page)
+        deadline = time.monotonic() + LIVE_TIMEOUT
+        while not (samples and samples[-1]["text"].startswith(("finished", "failed"))):
+            assert time.monotonic() < deadline, samples[-1:]
+            samples.append(read_cells(page)[dashboard])
+            if len(samples) == 12:
+                screenshot(page, tmp_path / "01_monitor_training-live.png", scroll_to_cell=dashboard)
+            time.sleep(1)
+        cells = wait_until_all_ran(page, RUN_ALL_TIMEOUT)
+    finally:
+        page.close()
+        shutdown_kernels(base, TOKEN)
+    assert proc.wait(timeout=120) == 0
+    live = [(sample, RUNNING.match(sample["text"])) for sample in samples]
+    live = [(sample, int(match.group(1)), int(match.group(2))) for sample, match in live if match]
+    steps = [step for _, step, _ in live]
+    total = live[0][2]
+    assert total == LIVE_EPOCHS * open_run(run).start()["steps_per_epoch"]
+    # Seen while running: the counter advancing, in order, over several redraws of one execution.
+    assert steps == sorted(steps) and len(set(steps)) >= 3 and steps[0] < total, steps
+    assert {sample["prompt"] for sample, _, _ in live} == {"[*]:"}
+    # A sample may catch a redraw half-way (text shown, figures still coming); whole ones have both.
+    drawn = [sample for sample, _, _ in live if len(sample["images"]) == 2]
+    assert len(drawn) >= 3 and all(len(sample["images"]) <= 2 for sample, _, _ in live)
+    assert len({sample["images"][0] for sample in drawn}) >= 3  # the curves were redrawn with new points
+    assert all(RANK_SPREAD.search(sample["text"]) for sample in drawn)
+    assert samples[-1]["text"].startswith(f"finished: step {total}/{total} (100%)")
+    # The dashboard ran once and ended by itself; the cells after it ran then, without errors.
+    numbers = [int(cell["prompt"][1:-2]) for cell in cells if cell["code"]]
+    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+    assert [cell["stderr"] for cell in cells if cell["stderr"]] == []
+    assert len(cells[dashboard]["images"]) == 2
