@@ -10,10 +10,11 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 
 from artifacts import artifacts, semhpc, train_command  # noqa: F401  (artifacts is a fixture)
-from semhpc.monitor import list_jobs, open_run
+from semhpc.monitor import describe_rank_spread, list_jobs, open_run
 from semhpc.monitor.status import decide_status
 from semhpc.utils.errors import SemhpcError
 from semhpc.utils.metrics_log import read_metrics
@@ -196,3 +197,14 @@ def test_report_writes_html_that_references_existing_pngs(artifacts, tmp_path):
     for name in images:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     assert "finished" in html
+
+
+def test_rank_spread_names_the_straggler_over_the_newest_intervals():
+    rows = [{"step": s, "rank": r, "step_time": t} for s in range(1, 31)
+            for r, t in enumerate([0.5, 0.5, 0.9 if s > 10 else 0.5])]
+    line = describe_rank_spread(pd.DataFrame(rows))
+    assert line == ("step time per rank (median of the last 20 intervals): rank 0 0.500 s, rank 1 0.500 s, "
+                    "rank 2 0.900 s; slowest rank 2 at 1.80x the fastest")
+    assert describe_rank_spread(pd.DataFrame(rows[:3])).endswith("slowest rank 0 at 1.00x the fastest")
+    assert describe_rank_spread(pd.DataFrame(columns=["step", "rank", "step_time"])) == \
+        "step time per rank: no step recorded yet"

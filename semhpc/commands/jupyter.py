@@ -41,14 +41,37 @@ def main(args) -> int:
     url = f"http://127.0.0.1:{port}/lab/tree/{notebooks.name}?token={token}"
     command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
                f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-               f"--ServerApp.root_dir={notebooks.parent}"]
+               f"--ServerApp.root_dir={notebooks.parent}",
+               # Compute and login nodes rarely reach the internet, and a user's browser should not
+               # be asked about news: no announcements feed, no update check against PyPI.
+               "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     if os.geteuid() == 0:  # containers run as root; JupyterLab refuses that unless told
         command.append("--allow-root")
     if importlib.util.find_spec("jupyterlab") is None:
         raise SemhpcError(f"JupyterLab is not installed for {sys.executable} (pip install jupyterlab)")
+    _check_runtime_dir_is_private()
     print(f"JupyterLab: {url}", flush=True)
     # Become the server (exec), so Ctrl-C, `kill` and a batch job's end reach it directly.
     os.execve(sys.executable, command, {**os.environ, "JUPYTER_TOKEN": token})
+
+
+def _check_runtime_dir_is_private() -> None:
+    """Refuse a Jupyter runtime folder that other users can enter: the server writes its URL with
+    the token there, and one of those files (jpserver-PID-open.html) gets the umask's mode, often
+    world-readable. Jupyter creates the folder itself with mode 700; a shared JUPYTER_RUNTIME_DIR
+    or a loosened folder would leak the token."""
+    import stat
+    from pathlib import Path
+
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    from semhpc.utils.errors import SemhpcError
+
+    runtime = Path(jupyter_runtime_dir())
+    if runtime.is_dir() and runtime.stat().st_mode & 0o077:
+        raise SemhpcError(f"{runtime}: Jupyter's runtime folder (JUPYTER_RUNTIME_DIR) is open to other users "
+                          f"(mode {stat.S_IMODE(runtime.stat().st_mode):o}) and would hold the server's token: "
+                          f"chmod 700 {runtime}")
 
 
 def _free_port(preferred: int) -> int:

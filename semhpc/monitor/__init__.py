@@ -13,7 +13,7 @@ of `semhpc submit`), `bench` and `profile` (benchmark and per-layer profile outp
 """
 
 from semhpc.monitor.jobs import list_jobs
-from semhpc.monitor.run import Run, open_run
+from semhpc.monitor.run import Run, describe_rank_spread, open_run
 from semhpc.monitor.status import RunStatus
 
-__all__ = ["Run", "RunStatus", "list_jobs", "open_run"]
+__all__ = ["Run", "RunStatus", "describe_rank_spread", "list_jobs", "open_run"]

@@ -59,7 +59,8 @@ def rank_step_spread(rank_times: pd.DataFrame) -> Figure:
         mine = rank_times[rank_times["rank"] == rank]
         axes[0, 0].plot(mine["step"], mine["step_time"], label=f"rank {rank}")
     axes[0, 0].set(title="step time per rank", xlabel="step", ylabel="seconds")
-    axes[0, 0].legend(fontsize="small")
+    if ranks:  # a run opened before its first step record has no ranks to label yet
+        axes[0, 0].legend(fontsize="small")
     axes[0, 1].boxplot([rank_times.loc[rank_times["rank"] == r, "step_time"] for r in ranks])
     axes[0, 1].set_xticks(range(1, len(ranks) + 1), [f"rank {r}" for r in ranks])
     axes[0, 1].set(title="spread", ylabel="seconds")

@@ -27,6 +27,19 @@ def open_run(run_dir: str | Path) -> "Run":
     return Run(run_dir)
 
 
+def describe_rank_spread(rank_times: pd.DataFrame, recent: int = 20) -> str:
+    """One line for people from `Run.rank_step_times()`: each rank's median step time over the
+    newest `recent` logged intervals and how much slower the slowest rank is than the fastest.
+    A straggler (a slow node, a busy core) shows as one rank well above the others."""
+    if rank_times.empty:
+        return "step time per rank: no step recorded yet"
+    newest_steps = sorted(rank_times["step"].unique())[-recent:]
+    medians = rank_times[rank_times["step"].isin(newest_steps)].groupby("rank")["step_time"].median()
+    per_rank = ", ".join(f"rank {rank} {seconds:.3f} s" for rank, seconds in medians.items())
+    return (f"step time per rank (median of the last {len(newest_steps)} intervals): {per_rank}; "
+            f"slowest rank {medians.idxmax()} at {medians.max() / medians.min():.2f}x the fastest")
+
+
 class Run:
     """One run directory. Tables are rank-0's records: loss and accuracy are averaged over all
     ranks by the trainer; `rank_step_times()` has the per-rank view."""

@@ -1,0 +1,107 @@
+"""Debian's headless Chromium, driven by Playwright, and what a person does in JupyterLab with it:
+open a notebook, wait for its kernel, run all cells, and read back what each cell shows.
+
+Playwright's own browser builds are never downloaded: only its driver is used, with
+`executable_path` pointing at /usr/bin/chromium. Chromium talks to loopback only.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import time
+from pathlib import Path
+
+CHROMIUM = "/usr/bin/chromium"
+# Root in a container needs --no-sandbox; the rest keep Chromium off the network and quiet.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+VIEWPORT = {"width": 1280, "height": 900}
+KERNEL_READY_TIMEOUT = 90
+
+# JupyterLab user settings for the tests: never ask about (or fetch) news, start the notebook's own
+# kernel without a dialog. Kept in the test's folder, so no one's ~/.jupyter is read or written.
+LAB_SETTINGS = {
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
+                                                                        "checkForUpdates": False},
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"autoStartDefaultKernel": True},
+}
+
+# What every code cell of the notebook shows, read from the page (cells in notebook order).
+_READ_CELLS = """() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell')]
+  .map(cell => ({
+    code: cell.classList.contains('jp-CodeCell'),
+    prompt: (cell.querySelector('.jp-InputArea-prompt')?.textContent || '').trim(),
+    images: [...cell.querySelectorAll('.jp-OutputArea-output img')].map(img => img.src.length + ':' + img.src.slice(-64)),
+    tables: cell.querySelectorAll('.jp-OutputArea-output table').length,
+    text: [...cell.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stdout"]')]
+      .map(o => o.textContent).join(''),
+    stderr: [...cell.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
+      .map(o => o.textContent).join(''),
+  }))"""
+
+
+def lab_environment(folder: Path) -> dict:
+    """Environment for `semhpc jupyter` in a test: JupyterLab settings and workspaces in `folder`."""
+    settings = folder / "lab-settings"
+    for name, values in LAB_SETTINGS.items():
+        (settings / name).parent.mkdir(parents=True, exist_ok=True)
+        (settings / name).write_text(json.dumps(values))
+    return {"JUPYTERLAB_SETTINGS_DIR": str(settings), "JUPYTERLAB_WORKSPACES_DIR": str(folder / "lab-workspaces")}
+
+
+def launch(playwright):
+    """Debian's Chromium, headless, with a fresh temporary profile."""
+    assert shutil.which(CHROMIUM), f"{CHROMIUM} missing: apt-get install chromium (no browser is downloaded)"
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def open_notebook(page, url: str) -> None:
+    """Go to a notebook's /lab/tree URL (in a fresh workspace: no tabs of an earlier visit come
+    back) and wait until its kernel is started and idle."""
+    page.goto(url + ("&" if "?" in url else "?") + "reset")
+    page.wait_for_selector(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell",
+                           timeout=KERNEL_READY_TIMEOUT * 1000)
+    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=KERNEL_READY_TIMEOUT * 1000)
+
+
+def run_all_cells(page) -> None:
+    """Run > Run All Cells, through the menu bar as a person would."""
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+
+
+def read_cells(page) -> list[dict]:
+    """Every cell as the page shows it: prompt ('[3]:', '[*]:', '[ ]:'), images (a fingerprint of
+    each), number of tables, stdout text and stderr text (where tracebacks go)."""
+    return page.evaluate(_READ_CELLS)
+
+
+def wait_until_all_ran(page, timeout: float, start_timeout: float = 60) -> list[dict]:
+    """Poll until every code cell has an execution number (none queued or running); return the cells.
+    Fails early when no cell was even queued within `start_timeout`."""
+    started = time.monotonic()
+    while True:
+        cells = read_cells(page)
+        prompts = [cell["prompt"] for cell in cells if cell["code"]]
+        if prompts and all(p[1:-2].isdigit() for p in prompts):
+            return cells
+        waited = time.monotonic() - started
+        assert waited < start_timeout or set(prompts) != {"[ ]:"}, f"no cell started within {start_timeout} s"
+        assert waited < timeout, f"cells still running after {timeout} s: {prompts}"
+        time.sleep(1)
+
+
+def screenshot(page, path: Path, scroll_to_cell: int | None = None) -> Path:
+    """A PNG of the browser window, scrolled so cell `scroll_to_cell` is at the top, reduced to a
+    256-colour palette (a screenshot of plots and text loses nothing visible, and stays small)."""
+    from PIL import Image
+
+    if scroll_to_cell is not None:
+        page.evaluate("""i => document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell')[i]
+                             .scrollIntoView({block: 'start'})""", scroll_to_cell)
+        time.sleep(0.5)
+    image = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
+    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    return path
