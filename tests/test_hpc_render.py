@@ -23,7 +23,7 @@ from semhpc.hpc.resources import JOB_KINDS, parse_walltime, plan_resources, scal
 from semhpc.utils.errors import SemhpcError
 from semhpc.utils.metrics_log import read_metrics
 
-SHIPPED = ["c3hpc", "galileo", "marconi-a2", "generic-slurm", "local-slurm"]
+SHIPPED = ["c3hpc", "galileo", "marconi-a2", "generic-slurm", "local-slurm", "testbed-slurm", "testbed-pbs"]
 EVIL = ['x"; touch PWNED; "', "$(touch PWNED)", "`touch PWNED`", "a b\nc; touch PWNED", "'", "*", "${HOME}"]
 # This machine as a PBS Pro cluster: one 2-core node, bare metal.
 LOCAL_PBS = {"scheduler": {"type": "pbs"}, "node": {"cores": 2, "cpu_ranks": 2}, "execution": {"mode": "bare-metal"}}
@@ -146,6 +146,13 @@ def test_c3hpc_pbs_select_line_places_two_gpu_ranks_per_node():
     assert {"-l walltime=04:00:00", "-q gpu", "-N semhpc-job", "-j oe", "-o /jobs/job-%j.log"} <= set(lines)
 
 
+def test_testbed_slurm_job_names_its_account_partition_and_debug_qos():
+    lines = directives(render(load_profile("testbed-slurm"), nodes=2), "#SBATCH")
+    assert {"--nodes=2", "--ntasks-per-node=1", "--cpus-per-task=1", "--account=tb_semhpc",
+            "--partition=tb_usr_prod", "--qos=tb_qos_dbg", "--time=00:20:00"} <= set(lines)
+    assert not any(line.startswith("--qos") for line in directives(render(load_profile("galileo")), "#SBATCH"))
+
+
 def test_cpu_jobs_use_the_cpu_queue_and_cpu_ranks_without_gpus():
     c3hpc = directives(render(load_profile("c3hpc"), "ingest", args=("src", "out")), "#PBS")
     assert "-l select=1:ncpus=24:mpiprocs=2:mem=60gb" in c3hpc and "-q cpu" in c3hpc
@@ -198,6 +205,8 @@ def test_semhpc_clusters_folder_overrides_a_shipped_profile(tmp_path, monkeypatc
     ({"env": {"EVIL": "$(touch PWNED)"}}, r"env.EVIL = .*only \$\{NAME\} references"),
     ({"env": {"BAD NAME": "1"}}, r"env name 'BAD NAME' is not a valid"),
     ({"execution": {"image": ""}}, r"execution.image is required when execution.mode is container"),
+    ({"scheduler": {"type": "pbs", "qos": "debug"}}, r"scheduler.qos is a Slurm setting"),
+    ({"scheduler": {"qos": "dbg qos"}}, r"scheduler.qos = 'dbg qos' may only hold"),
     ({"paths": {"data": "/a,b"}}, r"paths.data = '/a,b': a container bind path cannot hold"),
 ])
 def test_profile_mistakes_are_one_line_errors_naming_file_and_key(tmp_path, changes, message):

@@ -41,6 +41,7 @@ PROFILE_SCHEMA: dict[str, dict[str, Field]] = {
         "account": Field("str", "", "Account/project charged (--account / -A); empty: the user's default."),
         "cpu_queue": Field("str", "", "Partition (Slurm) or queue (PBS) for CPU jobs; empty: the default."),
         "gpu_queue": Field("str", "", "Partition or queue for GPU jobs; empty: the default."),
+        "qos": Field("str", "", "Slurm quality of service (--qos), e.g. a debug QOS; empty: the default."),
         "default_walltime": Field("str", "01:00:00", "Walltime when --walltime is not given (HH:MM:SS)."),
         "max_walltime": Field("str", "", "Longest walltime the queues allow (HH:MM:SS); empty: no check."),
         "login_host": Field("str", "", "Host for the Jupyter `ssh -L` tunnel; empty: the submit host."),
@@ -158,7 +159,7 @@ def _environment(env: dict, source: str) -> dict[str, str]:
 def _check_consistency(profile: Profile, source: str) -> None:
     """Rules between keys, and values that reach directives or the shell."""
     sched, execution = profile.scheduler, profile.execution
-    for key in ("account", "cpu_queue", "gpu_queue", "login_host"):
+    for key in ("account", "cpu_queue", "gpu_queue", "qos", "login_host"):
         value = getattr(sched, key)
         if value and not DIRECTIVE_WORD.fullmatch(value):
             raise SemhpcError(f"{source}: scheduler.{key} = {value!r} may only hold letters, digits and . _ - + @ ,")
@@ -170,6 +171,8 @@ def _check_consistency(profile: Profile, source: str) -> None:
                           f"max_walltime {sched.max_walltime}")
     if execution.mode == "container" and not execution.image:
         raise SemhpcError(f"{source}: execution.image is required when execution.mode is container")
+    if sched.qos and sched.type != "slurm":
+        raise SemhpcError(f"{source}: scheduler.qos is a Slurm setting; PBS sites name a queue (cpu_queue, gpu_queue)")
     if execution.launcher == "srun" and sched.type != "slurm":
         raise SemhpcError(f"{source}: execution.launcher srun needs scheduler.type slurm (use mpirun with PBS)")
     if profile.node.cpu_ranks > profile.node.cores:

@@ -70,6 +70,8 @@ class Slurm(Scheduler):
             lines.append(f"--partition={plan.queue}")
         if profile.scheduler.account:
             lines.append(f"--account={profile.scheduler.account}")
+        if profile.scheduler.qos:
+            lines.append(f"--qos={profile.scheduler.qos}")
         lines.append(f"--output={log}")
         return [f"{self.directive} {line}" for line in lines]
 

@@ -96,6 +96,7 @@ def _train(cfg: Config, resume: bool, world, run_dir: Path) -> dict:
             cache=cfg.data.cache,
         )
 
+    hosts = _rank_hosts(hvd)
     log = manager = None
     if world.is_root:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -103,7 +104,7 @@ def _train(cfg: Config, resume: bool, world, run_dir: Path) -> dict:
         write_status(run_dir, "running", start_step)
         log = MetricsLog(run_dir / "metrics.jsonl", keep_until_step=start_step if resume else None,
                          tensorboard_dir=run_dir / "tensorboard")
-        log.write(kind="resume" if resume else "start", step=start_step, ranks=world.size,
+        log.write(kind="resume" if resume else "start", step=start_step, ranks=world.size, hosts=hosts,
                   threads_per_rank=world.threads, model=cfg.model.name, params=int(model.count_params()),
                   trainable_params=int(sum(v.shape.num_elements() for v in model.trainable_variables)),
                   mode=cfg.train.mode, precision=precision.policy,
@@ -294,6 +295,13 @@ def _average_batchnorm_statistics(model, hvd):
     for variable in model.non_trainable_variables:
         if "moving_" in variable.name:
             variable.assign(hvd.allreduce(variable, op=hvd.Average, name=f"sync_{variable.name}"))
+
+
+def _rank_hosts(hvd) -> list[str]:
+    """Each rank's host name, in rank order: the start record shows where the ranks ran."""
+    import socket
+
+    return [str(host) for host in hvd.allgather_object(socket.gethostname(), name="rank_hosts")]
 
 
 def _replica_fingerprints(model, hvd) -> list[float]:
