@@ -364,6 +364,22 @@ def test_submit_records_the_job_and_jobs_and_cancel_use_the_record(submit_here, 
     assert json.loads(calls.read_text().splitlines()[-1])["argv"] == ["scancel", "101"]
 
 
+def test_pbs_job_ids_are_cancelled_typed_with_or_without_the_server_suffix(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SEMHPC_HOME", str(tmp_path / "home"))
+    qstat = json.dumps({"Jobs": {"12.head": {"job_state": "R"}, "13.head": {"job_state": "Q"}}})
+    bin_dir, calls = stubs(tmp_path, {"qsub": "12.head\n", "qstat": qstat, "qdel": ""})
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    assert cli.main(["submit", "--cluster", "testbed-pbs", "--job", "train", "--", "--config", "c.yaml"]) == 0
+    assert capsys.readouterr().out.split()[:2] == ["job", "12.head"]
+    assert cli.main(["cancel", "13"]) == 2  # not semhpc's job, short or long
+    assert cli.main(["cancel", "12"]) == 0
+    assert capsys.readouterr().out.startswith("cancelled job 12.head ")
+    assert cli.main(["cancel", "12.head"]) == 0
+    deleted = [argv for argv in (json.loads(line)["argv"] for line in calls.read_text().splitlines()) if argv[0] == "qdel"]
+    assert deleted == [["qdel", "12.head"]] * 2
+
+
 def test_bench_sweep_is_submitted_as_a_chain_of_dependent_jobs(submit_here, monkeypatch, capsys):
     work, calls = submit_here
     monkeypatch.setattr(submit, "check_job_arguments", lambda kind, argv: None)  # bench's options are not the point

@@ -49,10 +49,10 @@ build() {
     say "$BASE is missing: building it (containers/build.sh --flavor cpu --local-base, ~10 min)"
     "$ROOT/containers/build.sh" --flavor cpu --local-base --no-archive >/dev/null
   fi
-  local pbs_base context start
+  local pbs_base start
   pbs_base=$("$ROOT/containers/base-image.sh")
   context=$(mktemp -d /tmp/semhpc-testbed-context.XXXXXX)
-  trap 'rm -rf "$context"' RETURN
+  trap 'rm -rf "$context"' EXIT
   cp "$HERE/Dockerfile" "$HERE/slurm.conf" "$HERE/slurmdbd.conf" "$HERE/node-start.sh" "$context/"
   cp "$TARBALL" "$context/openpbs.tar.gz"
   start=$(date +%s)
@@ -66,6 +66,8 @@ cpu_of() {  # the host core a compute node is pinned to: node1 -> 0, node2 -> 1 
   echo $(( index % $(nproc) ))
 }
 
+# --cgroupns private: the node sees its own cgroup as the root, so hwloc (Open MPI's binding)
+# finds the cpuset's one core instead of assuming every host core is allowed.
 run_node() {
   local node=$1 role=compute limits=()
   if [[ $node == head ]]; then
@@ -74,7 +76,7 @@ run_node() {
     limits=(--cpuset-cpus "$(cpu_of "$node")")
   fi
   docker run -d --name "$(container "$node")" --hostname "$node" --network "$NETWORK" --network-alias "$node" \
-    --init --shm-size 256m "${limits[@]}" \
+    --init --shm-size 256m --cgroupns private "${limits[@]}" \
     -v "$PREFIX-home:/home" -v "$PREFIX-scratch:/scratch" -v "$ROOT:/opt/semhpc/src:ro" \
     --label "io.semhpc.testbed=$PREFIX" "$IMAGE" "$role" >/dev/null
 }
