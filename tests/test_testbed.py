@@ -11,6 +11,7 @@ Everything runs as the non-root user on the login (head) node.
 
 import json
 import re
+import time
 
 import pytest
 import yaml
@@ -20,15 +21,21 @@ from semhpc.hpc import SHIPPED_DIR
 pytestmark = [pytest.mark.slow, pytest.mark.testbed, pytest.mark.mpi]
 
 DATA = "/scratch/semhpc/data"
+# A dead node ends its job within Slurm's SlurmdTimeout (30 s) plus KillWait, or Horovod's stall
+# shutdown (120 s, semhpc.runtime.launcher.FAILURE_ENV), whichever comes first; with margin.
+STALL_WINDOW = 240
 PROFILES = "/home/semhpc/profiles"
-CLASSES = 10  # semhpc synth's categories: chance accuracy is 1/10
+# Four of semhpc synth's categories (chance accuracy 1/4): enough for a short run to learn.
+CATEGORIES = ["Biological", "Porous_Sponge", "Powder", "Tips"]
 
 
 @pytest.fixture(scope="module")
 def dataset(testbed):
-    """80 synthetic 64x48 SEM images ingested into the shared /scratch (on the login node)."""
+    """160 synthetic 64x48 SEM images of CATEGORIES ingested into the shared /scratch (on the login node)."""
     if not testbed.exists(f"{DATA}/manifest.json"):
-        testbed.semhpc("/scratch/semhpc", "synth", "tiffs", "--per-class", "12", "--size", "64x48", "--seed", "3")
+        testbed.semhpc("/scratch/semhpc", "synth", "all", "--per-class", "40", "--size", "64x48", "--seed", "3")
+        testbed.run("mkdir", "/scratch/semhpc/tiffs")
+        testbed.run("mv", *[f"/scratch/semhpc/all/{category}" for category in CATEGORIES], "/scratch/semhpc/tiffs")
         testbed.semhpc("/scratch/semhpc", "ingest", "tiffs", DATA, "--size", "64x48", "--shards-per-split", "2")
     return DATA
 
@@ -39,7 +46,7 @@ def write_config(testbed, workdir, epochs):
     testbed.write_text(config, yaml.safe_dump({
         "run": {"dir": "run"}, "data": {"dir": DATA, "image_size": 32, "augment": False},
         "model": {"name": "densenet28"},
-        "train": {"epochs": epochs, "batch_size": 8, "optimizer": "adam", "lr": 0.002, "lr_decay": 0.85,
+        "train": {"epochs": epochs, "batch_size": 8, "optimizer": "adam", "lr": 0.002, "lr_decay": 0.8,
                   "num_epochs_per_decay": 1}}))
     return config
 
@@ -89,7 +96,7 @@ def test_train_job_runs_one_rank_on_each_of_two_nodes(testbed, dataset, launch):
     workdir = f"/home/semhpc/train-{launch}"
     cluster = shipped if launcher == "mpirun" else profile_variant(testbed, shipped, f"{shipped}-{launcher}",
                                                                    execution__launcher=launcher)
-    config = write_config(testbed, workdir, epochs=6)
+    config = write_config(testbed, workdir, epochs=10)
     out = testbed.semhpc(workdir, "submit", "--cluster", cluster, "--job", "train", "--nodes", "2", "--",
                          "--config", config)
     job_id = submitted_id(out.stdout)
@@ -104,7 +111,7 @@ def test_train_job_runs_one_rank_on_each_of_two_nodes(testbed, dataset, launch):
     result = json.loads(testbed.read_text(f"{workdir}/run/test_metrics.json"))
     fingerprints = result["replica_fingerprints"]
     assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]
-    assert result["accuracy"] > 3 / CLASSES, result  # chance is 1/10
+    assert result["accuracy"] >= 2 / len(CATEGORIES), result  # twice chance
     assert json.loads(testbed.read_text(f"{workdir}/run/status.json"))["state"] == "finished"
     assert f"semhpc job {job_id} on node1" in log  # the batch script ran on the first compute node
 
@@ -145,3 +152,75 @@ def test_a_partition_or_qos_the_scheduler_lacks_is_refused_in_one_line(testbed, 
     assert out.returncode != 0 and out.stdout == ""
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and refusal in lines[0], out.stderr
+
+
+def fits_the_testbed(profile):
+    """A shipped profile whose nodes the testbed has: one core, no GPU, bare metal."""
+    return profile.node.cores <= 1 and profile.node.gpus == 0 and profile.execution.mode == "bare-metal"
+
+
+def test_every_job_kind_of_the_fitting_profiles_is_accepted_by_its_scheduler(testbed):
+    """sbatch --test-only (Slurm), or qsub -h then qdel (PBS), takes every job kind's script."""
+    from semhpc.hpc.profiles import available_profiles, load_profile
+    from semhpc.hpc.render import render_job
+    from semhpc.hpc.resources import JOB_KINDS, plan_resources
+
+    fitting = [load_profile(name) for name in sorted(available_profiles()) if fits_the_testbed(load_profile(name))]
+    assert {p.name for p in fitting} >= {"testbed-slurm", "testbed-pbs"}
+    workdir = "/home/semhpc/accepted"
+    for profile in fitting:
+        for kind in JOB_KINDS:
+            nodes = 1 if JOB_KINDS[kind].single_process else 2
+            script = f"{workdir}/{profile.name}-{kind}.sh"
+            testbed.write_text(script, render_job(profile, kind, plan_resources(profile, kind, nodes=nodes),
+                                                  name=f"accept-{kind}", args=[], log=f"{workdir}/{kind}.log"))
+            what = f"{profile.name} {kind}"
+            if profile.scheduler.type == "slurm":
+                out = testbed.run("sbatch", "--test-only", script, workdir=workdir, check=False)
+                assert out.returncode == 0 and "to start at" in out.stderr, f"{what}: {out.stderr}"
+            else:
+                job_id = testbed.run("qsub", "-h", script, workdir=workdir).stdout.strip()
+                assert testbed.pbs_job(job_id)["job_state"] == "H", what
+                testbed.run("qdel", job_id)
+
+
+def test_a_dead_node_fails_the_job_in_bounded_time_and_resume_finishes_the_run(testbed, dataset):
+    """node2 is `docker kill`ed mid-run: the job ends within the stall window, status.json says
+    failed; with node2 back, `--resume` finishes with every step logged exactly once."""
+    workdir = "/home/semhpc/dead-node"
+    config = f"{workdir}/train.yaml"
+    testbed.write_text(config, yaml.safe_dump({
+        "run": {"dir": "run"}, "data": {"dir": DATA, "image_size": 32, "augment": False},
+        "model": {"name": "densenet28"},
+        "train": {"epochs": 3, "batch_size": 8, "log_every": 1, "checkpoint_every": 2}}))
+    job_id = submitted_id(testbed.semhpc(workdir, "submit", "--cluster", "testbed-slurm", "--job", "train",
+                                         "--nodes", "2", "--", "--config", config).stdout)
+
+    def steps():
+        path = f"{workdir}/run/metrics.jsonl"
+        lines = testbed.read_text(path).splitlines() if testbed.exists(path) else []
+        return [json.loads(line) for line in lines if line.strip()]
+
+    start = testbed.wait_for(lambda: next((r for r in steps() if r["kind"] == "start"), None), 600, "the start")
+    per_epoch = start["steps_per_epoch"]
+    testbed.wait_for(lambda: sum(r["kind"] == "step" for r in steps()) >= per_epoch + 3, 600,
+                     "mid-epoch 2, past a checkpoint")
+    killed = time.monotonic()
+    testbed.kill("node2")
+    ended = testbed.wait_for(lambda: job_ended(testbed, "slurm", job_id), STALL_WINDOW, "the job to end")
+    ended_after = time.monotonic() - killed
+    assert ended in ("FAILED", "NODE_FAIL", "CANCELLED"), ended
+    status = json.loads(testbed.read_text(f"{workdir}/run/status.json"))
+    assert status["state"] == "failed", status
+    print(f"node2 killed: job {ended} after {ended_after:.0f} s")  # shown with -s; benchmarks/multinode.py measures it
+
+    testbed.start("node2")
+    resumed = submitted_id(testbed.semhpc(workdir, "submit", "--cluster", "testbed-slurm", "--job", "train",
+                                          "--nodes", "2", "--", "--resume", "run").stdout)
+    ended = testbed.wait_for(lambda: job_ended(testbed, "slurm", resumed), 900, f"resumed job {resumed}", every=3)
+    assert ended == "COMPLETED", testbed.read_text(f"{workdir}/semhpc-jobs/semhpc-train-{resumed}.log")[-4000:]
+    records = steps()
+    assert [r["step"] for r in records if r["kind"] == "step"] == list(range(1, 3 * per_epoch + 1))
+    assert [r["kind"] for r in records].count("resume") == 1
+    assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [1, 2, 3]
+    assert json.loads(testbed.read_text(f"{workdir}/run/status.json"))["state"] == "finished"

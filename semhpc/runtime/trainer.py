@@ -19,6 +19,7 @@ from semhpc.runtime import transfer
 from semhpc.runtime.precision import apply_precision, enable_xla, resolve_precision
 from semhpc.runtime.run_artifacts import save_weights, status_owned_by_me, write_status
 from semhpc.runtime.stack import require_supported_stack
+from semhpc.runtime.termination import on_termination
 from semhpc.utils import atomic
 from semhpc.utils.errors import SemhpcError
 from semhpc.utils.metrics_log import MetricsLog
@@ -32,6 +33,12 @@ def train(cfg: Config, resume: bool = False) -> dict:
 
     world = init_horovod(cfg.train.threads)
     run_dir = Path(cfg.run.dir)
+
+    def record_termination() -> None:  # scancel, qdel, walltime, a dead node: the run did not finish
+        if world.is_root and status_owned_by_me(run_dir):
+            write_status(run_dir, "failed", None, error="terminated (SIGTERM): the job was cancelled or torn down")
+
+    on_termination(record_termination)
     try:
         return _train(cfg, resume, world, run_dir)
     except BaseException as exc:
