@@ -224,3 +224,36 @@ def test_a_dead_node_fails_the_job_in_bounded_time_and_resume_finishes_the_run(t
     assert [r["kind"] for r in records].count("resume") == 1
     assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [1, 2, 3]
     assert json.loads(testbed.read_text(f"{workdir}/run/status.json"))["state"] == "finished"
+
+
+def test_ingest_and_classify_jobs_share_the_images_between_ranks_on_both_nodes(testbed, dataset):
+    """Two ranks on two hosts; every image converted / classified exactly once."""
+    workdir = "/home/semhpc/convert"
+    tiffs = "/scratch/semhpc/tiffs"
+    images = int(testbed.run("sh", "-c", f"find {tiffs} -name '*.tif*' | wc -l").stdout)
+
+    def run_job(kind, *args):
+        job_id = submitted_id(testbed.semhpc(workdir, "submit", "--cluster", "testbed-slurm", "--job", kind,
+                                             "--nodes", "2", "--", *args).stdout)
+        ended = testbed.wait_for(lambda: job_ended(testbed, "slurm", job_id), 900, f"{kind} job {job_id}", every=2)
+        assert ended == "COMPLETED", testbed.read_text(f"{workdir}/semhpc-jobs/semhpc-{kind}-{job_id}.log")[-4000:]
+
+    run_job("ingest", tiffs, f"{workdir}/data", "--size", "64x48", "--shards-per-split", "4")
+    manifest = json.loads(testbed.read_text(f"{workdir}/data/manifest.json"))
+    assert sum(sum(counts.values()) for counts in manifest["counts"].values()) == images
+    shards = [json.loads(testbed.read_text(path)) for path in
+              testbed.run("sh", "-c", f"ls {workdir}/data/.ingest/*.json").stdout.split()]
+    assert {shard["host"] for shard in shards} == {"node1", "node2"}
+    assert sum(sum(shard["counts"].values()) for shard in shards) == images
+
+    # A model to classify with: one epoch on the login node is enough for the bookkeeping.
+    testbed.semhpc(workdir, "train", "--set", f"data.dir={DATA}", "--set", "run.dir=model-run", "--set",
+                   "model.name=densenet28", "--set", "data.image_size=32", "--set", "train.epochs=1", timeout=900)
+    testbed.semhpc(workdir, "export", "model-run", "bundle")
+    run_job("classify", "--model", "bundle", "--input", tiffs, "--out", "classified", "--batch-size", "8")
+    throughput = json.loads(testbed.read_text(f"{workdir}/classified/throughput.json"))
+    assert sorted(rank["host"] for rank in throughput["per_rank"]) == ["node1", "node2"]
+    assert all(rank["images"] > 0 for rank in throughput["per_rank"])
+    assert sum(rank["images"] for rank in throughput["per_rank"]) == images
+    rows = testbed.read_text(f"{workdir}/classified/predictions.csv").splitlines()[1:]
+    assert len(rows) == len({row.split(",")[0] for row in rows}) == images

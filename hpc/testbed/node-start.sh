@@ -17,7 +17,7 @@ USER_NAME=semhpc
 ACCOUNT=tb_semhpc
 DEBUG_QOS=tb_qos_dbg
 DEBUG_WALLTIME=00:30:00
-PBS_SERVER_HOST=head
+PBS_SERVER_HOST="head"
 
 say() { echo "[testbed $(hostname)] $*"; }
 
@@ -90,7 +90,7 @@ start_pbs_server() {
 start_pbs_mom() {
   write_pbs_conf 0 0 0 1
   # Jobs' output goes straight to the shared /home and /scratch: copy there, never rcp.
-  printf '%s\n' "\$clienthost $PBS_SERVER_HOST" '$usecp *:/home/ /home/' '$usecp *:/scratch/ /scratch/' \
+  printf '%s\n' "\$clienthost $PBS_SERVER_HOST" "\$usecp *:/home/ /home/" "\$usecp *:/scratch/ /scratch/" \
     >/var/spool/pbs/mom_priv/config
   /opt/pbs/libexec/pbs_init.d start >/var/log/pbs-start.log 2>&1
 }

@@ -71,7 +71,7 @@ cpu_of() {  # the host core a compute node is pinned to: node1 -> 0, node2 -> 1 
 run_node() {
   local node=$1 role=compute limits=()
   if [[ $node == head ]]; then
-    role=head
+    role="head"
   else
     limits=(--cpuset-cpus "$(cpu_of "$node")")
   fi
@@ -115,8 +115,8 @@ up() {
 
 down() {
   local ids
-  ids=$(docker ps -aq --filter "label=io.semhpc.testbed=$PREFIX")
-  [[ -z $ids ]] || docker rm -f $ids >/dev/null
+  mapfile -t ids < <(docker ps -aq --filter "label=io.semhpc.testbed=$PREFIX")
+  ((${#ids[@]} == 0)) || docker rm -f "${ids[@]}" >/dev/null
   docker network rm "$NETWORK" >/dev/null 2>&1 || true
   docker volume rm "$PREFIX-home" "$PREFIX-scratch" >/dev/null 2>&1 || true
   say "down"

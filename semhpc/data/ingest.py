@@ -33,6 +33,7 @@ import json
 import math
 import os
 import re
+import socket
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -270,7 +271,7 @@ def write_shard(shard: Shard, settings: IngestSettings, on_image) -> dict:
         raise SemhpcError(f"{display_path(target)}: cannot write the shard: {exc.strerror or exc}") from exc
     result = {"shard": shard.name, "fingerprint": shard.fingerprint(settings), "bytes": target.stat().st_size,
               "counts": dict(counts), "failed": failed, "warnings": warnings,
-              "stored_sizes": sorted(stored_sizes)}
+              "stored_sizes": sorted(stored_sizes), "host": socket.gethostname()}  # host: which node wrote it
     atomic.write_json(_state_file(settings.out, shard.name), result)
     return result
 
