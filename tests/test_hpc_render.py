@@ -367,11 +367,14 @@ def test_submit_records_the_job_and_jobs_and_cancel_use_the_record(submit_here, 
 def test_pbs_job_ids_are_cancelled_typed_with_or_without_the_server_suffix(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SEMHPC_HOME", str(tmp_path / "home"))
-    qstat = json.dumps({"Jobs": {"12.head": {"job_state": "R"}, "13.head": {"job_state": "Q"}}})
+    qstat = "Job Id: 12.head|Job_Name=semhpc-train|job_state=R|queue=workq\nJob Id: 13.head|job_state=Q\n"
     bin_dir, calls = stubs(tmp_path, {"qsub": "12.head\n", "qstat": qstat, "qdel": ""})
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     assert cli.main(["submit", "--cluster", "testbed-pbs", "--job", "train", "--", "--config", "c.yaml"]) == 0
     assert capsys.readouterr().out.split()[:2] == ["job", "12.head"]
+    assert cli.main(["jobs"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[:5] == ["12.head", "testbed-pbs", "train", "semhpc-train",
+                                                                    "RUNNING"]
     assert cli.main(["cancel", "13"]) == 2  # not semhpc's job, short or long
     assert cli.main(["cancel", "12"]) == 0
     assert capsys.readouterr().out.startswith("cancelled job 12.head ")

@@ -125,11 +125,13 @@ def test_jobs_lists_a_running_job_and_cancel_ends_it(testbed, dataset, shipped):
     row = testbed.wait_for(lambda: (r := jobs_row(testbed, workdir, job_id)) and r[4] == "RUNNING" and r, 300,
                            f"`semhpc jobs` to show job {job_id} running", every=2)
     assert row[1:4] == [shipped, "train", "semhpc-train"]
-    # PBS ids carry the server's name (12.head); the number alone is enough to cancel.
+    # PBS ids carry the server's name (12.head); the number alone is enough to cancel (with
+    # --cluster: a Slurm job of the same number would otherwise be the one meant).
     typed = job_id.split(".")[0]
     if shipped == "testbed-pbs":
         assert job_id.endswith(".head") and typed != job_id
-    assert testbed.semhpc(workdir, "cancel", typed).stdout.startswith(f"cancelled job {job_id}")
+    out = testbed.semhpc(workdir, "cancel", "--cluster", shipped, typed).stdout
+    assert out.startswith(f"cancelled job {job_id} ")
     scheduler = "pbs" if shipped.endswith("pbs") else "slurm"
     ended = testbed.wait_for(lambda: job_ended(testbed, scheduler, job_id), 120, f"job {job_id} to end")
     assert ended != "exit 0" and ended != "COMPLETED"
