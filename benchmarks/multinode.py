@@ -102,6 +102,9 @@ def plain_mpirun(bed: Testbed, point: list[str], repeat: int) -> dict:
         out = f"/home/semhpc/bench-plain-{repeat}-{nodes}.json"
         cmd = mpirun_command(nodes, ["bench", *point, "--out", out], hosts=hosts, python=VENV_PYTHON)
         cmd = [word for word in cmd if word != "--allow-run-as-root"]  # the nodes run it as semhpc
+        if "PYTHONPATH" in cmd:  # this machine's PYTHONPATH means nothing on the nodes
+            at = cmd.index("PYTHONPATH")
+            del cmd[at - 1:at + 1]
         bed.run(*cmd, node="node1", timeout=1800)
         rates[nodes] = images_per_sec(json.loads(bed.read_text(out)))
     return rates
