@@ -136,9 +136,12 @@ def submit_to_first_step(bed: Testbed, cluster: str) -> float:
     workdir = f"/home/semhpc/first-step-{cluster}"
     config = write_train_config(bed, workdir, epochs=1)
     submitted = time.time()
-    bed.semhpc(workdir, "submit", "--cluster", cluster, "--job", "train", "--nodes", "2", "--", "--config", config)
+    out = bed.semhpc(workdir, "submit", "--cluster", cluster, "--job", "train", "--nodes", "2", "--",
+                     "--config", config).stdout
     step = bed.wait_for(lambda: next((r for r in metrics(bed, workdir) if r["kind"] == "step"), None), 900,
                         f"the first step on {cluster}", every=0.5)
+    bed.semhpc(workdir, "cancel", "--cluster", cluster, out.split()[1])  # free the nodes (PBS and Slurm share them)
+    time.sleep(15)
     return step["time"] - submitted
 
 

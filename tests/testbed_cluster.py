@@ -18,9 +18,6 @@ from pathlib import Path
 
 TESTBED_SH = Path(__file__).resolve().parents[1] / "hpc" / "testbed" / "testbed.sh"
 HOME = "/home/semhpc"
-# Slurm's final states and PBS's (job_state F/X, as `semhpc jobs` words them).
-SLURM_ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED",
-               "BOOT_FAIL", "DEADLINE"}
 
 
 class Testbed:
