@@ -30,3 +30,15 @@ def docker_daemon(tmp_path_factory):
     yield
     daemon.terminate()
     daemon.wait(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def testbed(docker_daemon):
+    """The multi-node test cluster (hpc/testbed/): started once per pytest run, removed at its end."""
+    from testbed_cluster import Testbed
+
+    bed = Testbed(f"semhpc-tb{os.getpid()}")
+    try:
+        yield bed.up()
+    finally:
+        bed.down()

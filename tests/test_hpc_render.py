@@ -24,7 +24,8 @@ from semhpc.hpc.resources import IMAGE_COMPUTE_CAPABILITIES, JOB_KINDS, parse_wa
 from semhpc.utils.errors import SemhpcError
 from semhpc.utils.metrics_log import read_metrics
 
-SHIPPED = ["c3hpc", "leonardo-booster", "leonardo-dcgp", "galileo100", "generic-slurm", "local-slurm"]
+SHIPPED = ["c3hpc", "leonardo-booster", "leonardo-dcgp", "galileo100", "generic-slurm", "local-slurm",
+           "testbed-slurm", "testbed-pbs"]
 # The thesis' retired machines, loadable by path only.
 HISTORICAL = [str(SHIPPED_DIR / "clusters" / "historical" / f"{name}.yaml") for name in ("galileo", "marconi-a2")]
 EVIL = ['x"; touch PWNED; "', "$(touch PWNED)", "`touch PWNED`", "a b\nc; touch PWNED", "'", "*", "${HOME}"]
@@ -160,6 +161,13 @@ def test_pbs_select_line_places_two_gpu_ranks_per_node(tmp_path):
     assert "-l select=2:ncpus=24:ngpus=2:mpiprocs=2:mem=40gb" in lines
     assert {"-l place=scatter", "-l walltime=04:00:00", "-q gpu", "-N semhpc-job", "-j oe",
             "-o /jobs/job-%j.log"} <= set(lines)
+
+
+def test_testbed_slurm_job_names_its_account_partition_and_debug_qos():
+    lines = directives(render(load_profile("testbed-slurm"), nodes=2), "#SBATCH")
+    assert {"--nodes=2", "--ntasks-per-node=1", "--cpus-per-task=1", "--account=tb_semhpc",
+            "--partition=tb_usr_prod", "--qos=tb_qos_dbg", "--time=00:20:00"} <= set(lines)
+    assert not any(line.startswith("--qos") for line in directives(render(load_profile("local-slurm")), "#SBATCH"))
 
 
 def test_cpu_jobs_use_the_cpu_queue_and_cpu_ranks_without_gpus():
@@ -529,6 +537,25 @@ def test_submit_records_the_job_and_jobs_and_cancel_use_the_record(submit_here, 
     assert "not submitted by semhpc" in capsys.readouterr().err
     assert cli.main(["cancel", "101"]) == 0
     assert json.loads(calls.read_text().splitlines()[-1])["argv"] == ["scancel", "101"]
+
+
+def test_pbs_job_ids_are_cancelled_typed_with_or_without_the_server_suffix(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SEMHPC_HOME", str(tmp_path / "home"))
+    qstat = "Job Id: 12.head|Job_Name=semhpc-train|job_state=R|queue=workq\nJob Id: 13.head|job_state=Q\n"
+    bin_dir, calls = stubs(tmp_path, {"qsub": "12.head\n", "qstat": qstat, "qdel": ""})
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    assert cli.main(["submit", "--cluster", "testbed-pbs", "--job", "train", "--", "--config", "c.yaml"]) == 0
+    assert capsys.readouterr().out.split()[:2] == ["job", "12.head"]
+    assert cli.main(["jobs"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[:5] == ["12.head", "testbed-pbs", "train", "semhpc-train",
+                                                                    "RUNNING"]
+    assert cli.main(["cancel", "13"]) == 2  # not semhpc's job, short or long
+    assert cli.main(["cancel", "12"]) == 0
+    assert capsys.readouterr().out.startswith("cancelled job 12.head ")
+    assert cli.main(["cancel", "12.head"]) == 0
+    deleted = [argv for argv in (json.loads(line)["argv"] for line in calls.read_text().splitlines()) if argv[0] == "qdel"]
+    assert deleted == [["qdel", "12.head"]] * 2
 
 
 def test_bench_sweep_is_submitted_as_a_chain_of_dependent_jobs(submit_here, monkeypatch, capsys):

@@ -14,7 +14,8 @@ adding ranks (see benchmarks/classify_throughput.py).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import socket
+from dataclasses import asdict, dataclass, field
 
 PHASES = ("read_decode", "inference", "write")
 
@@ -24,6 +25,7 @@ class RankStats:
     """One rank's counters; each field is updated by one thread only."""
 
     rank: int
+    host: str = field(default_factory=socket.gethostname)  # where the rank ran (multi-node jobs)
     files: int = 0  # inputs finished, classified or not
     images: int = 0  # classified
     errors: int = 0  # rows in errors.csv: unreadable files, HDF5 groups that could not be written

@@ -33,6 +33,7 @@ import json
 import math
 import os
 import re
+import socket
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -299,7 +300,7 @@ def write_shard(shard: Shard, settings: IngestSettings, on_image) -> dict:
                     on_image()
             result = {"shard": shard.name, "fingerprint": shard.fingerprint(settings), "bytes": tmp.stat().st_size,
                       "counts": dict(counts), "failed": failed, "warnings": warnings,
-                      "stored_sizes": sorted(stored_sizes)}
+                      "stored_sizes": sorted(stored_sizes), "host": socket.gethostname()}  # host: which node wrote it
             # The journal entry before the shard: every shard file in OUT has one (see _check_folders).
             atomic.write_json(_state_file(settings.out, shard.name), result)
     except OSError as exc:

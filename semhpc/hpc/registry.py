@@ -54,6 +54,15 @@ def submitted_jobs(cluster: str | None = None) -> list[SubmittedJob]:
     return [job for job in jobs if cluster is None or job.cluster == cluster]
 
 
+def recorded_id(typed: str, recorded: list[str]) -> str | None:
+    """The recorded job id that `typed` names: the id itself, or a PBS id without its `.server`
+    suffix (qsub prints 12.head; people type 12). None when it names no job or several."""
+    if typed in recorded:
+        return typed
+    matches = [job_id for job_id in recorded if job_id.split(".", 1)[0] == typed]
+    return matches[0] if len(matches) == 1 else None
+
+
 # The state of a job the scheduler no longer lists (it finished a while ago), and of one whose
 # scheduler cannot be asked from this machine.
 GONE, UNKNOWN = "GONE", "?"

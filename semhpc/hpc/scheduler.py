@@ -8,7 +8,7 @@ the difference (job id, node list, submit directory) is in hpc/templates/schedul
 from __future__ import annotations
 
 import getpass
-import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -146,10 +146,20 @@ class PbsPro(Scheduler):
 
     def states(self, job_ids):
         # -x includes finished jobs the server still remembers; unknown ids only add stderr lines.
-        out = _run([self.status_command, "-x", "-f", "-F", "json", *job_ids], check=False)
-        jobs = json.loads(out or "{}").get("Jobs", {})
-        return {job: self.STATES.get(info.get("job_state", ""), info.get("job_state", "?"))
-                for job, info in jobs.items()}
+        # Delimiter-separated output, one line per job: OpenPBS 23.06's `-F json` shows only the
+        # first of several job ids.
+        out = _run([self.status_command, "-x", "-f", "-F", "dsv", *job_ids], check=False)
+        states = {}
+        for line in out.splitlines():
+            job = _DSV_JOB.match(line)
+            state = _DSV_STATE.search(line)
+            if job and state:
+                states[job.group(1)] = self.STATES.get(state.group(1), state.group(1))
+        return states
+
+
+_DSV_JOB = re.compile(r"Job Id: ([^|]+)\|")
+_DSV_STATE = re.compile(r"\|job_state=(\w+)")
 
 
 SCHEDULERS = {scheduler.name: scheduler for scheduler in (Slurm(), PbsPro())}

@@ -20,6 +20,7 @@ from semhpc.runtime import transfer
 from semhpc.runtime.precision import apply_precision, enable_xla, resolve_precision
 from semhpc.runtime.run_artifacts import save_weights, status_owned_by_me, write_status
 from semhpc.runtime.stack import require_supported_stack
+from semhpc.runtime.termination import on_termination
 from semhpc.utils import atomic
 from semhpc.utils.errors import SemhpcError
 from semhpc.utils.metrics_log import MetricsLog
@@ -33,6 +34,12 @@ def train(cfg: Config, resume: bool = False) -> dict:
 
     world = init_horovod(cfg.train.threads)
     run_dir = Path(cfg.run.dir)
+
+    def record_termination() -> None:  # scancel, qdel, walltime, a dead node: the run did not finish
+        if world.is_root and status_owned_by_me(run_dir):
+            write_status(run_dir, "failed", None, error="terminated (SIGTERM): the job was cancelled or torn down")
+
+    on_termination(record_termination)
     try:
         return _train(cfg, resume, world, run_dir)
     except BaseException as exc:
@@ -121,6 +128,7 @@ def _train(cfg: Config, resume: bool, world, run_dir: Path) -> dict:
             cache=cfg.data.cache,
         )
 
+    hosts = _rank_hosts(hvd)
     log = manager = None
     if world.is_root:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -128,7 +136,7 @@ def _train(cfg: Config, resume: bool, world, run_dir: Path) -> dict:
         write_status(run_dir, "running", start_step)
         log = MetricsLog(run_dir / "metrics.jsonl", keep_until_step=start_step if resume else None,
                          tensorboard_dir=run_dir / "tensorboard")
-        log.write(kind="resume" if resume else "start", step=start_step, ranks=world.size,
+        log.write(kind="resume" if resume else "start", step=start_step, ranks=world.size, hosts=hosts,
                   threads_per_rank=world.threads, model=cfg.model.name, params=int(model.count_params()),
                   trainable_params=int(sum(v.shape.num_elements() for v in model.trainable_variables)),
                   mode=cfg.train.mode, precision=precision.policy,
@@ -338,6 +346,13 @@ def _average_batchnorm_statistics(model, hvd):
     for variable in model.non_trainable_variables:
         if "moving_" in variable.name:
             variable.assign(hvd.allreduce(variable, op=hvd.Average, name=f"sync_{variable.name}"))
+
+
+def _rank_hosts(hvd) -> list[str]:
+    """Each rank's host name, in rank order: the start record shows where the ranks ran."""
+    import socket
+
+    return [str(host) for host in hvd.allgather_object(socket.gethostname(), name="rank_hosts")]
 
 
 def _replica_fingerprints(model, hvd) -> list[float]:

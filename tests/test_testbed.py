@@ -1,0 +1,261 @@
+"""`semhpc submit / jobs / cancel` on the multi-node test cluster (hpc/testbed/): real Slurm with
+accounting and real OpenPBS, a head node and two one-core compute nodes in Docker containers.
+
+A DenseNet-28 training runs on two nodes, one rank each, through the testbed-slurm profile
+(host mpirun, and `srun --mpi=pmix`) and the testbed-pbs profile (mpirun over ssh on the hosts
+of $PBS_NODEFILE): the ranks ran on two different hosts, ended with identical replicas and
+learned. `semhpc jobs` shows a running job of each scheduler and `semhpc cancel` ends it; a
+partition or QOS the scheduler does not have is refused in one line by `semhpc submit`.
+Everything runs as the non-root user on the login (head) node.
+"""
+
+import json
+import re
+import time
+
+import pytest
+import yaml
+
+from semhpc.hpc import SHIPPED_DIR
+
+pytestmark = [pytest.mark.slow, pytest.mark.testbed, pytest.mark.mpi]
+
+DATA = "/scratch/semhpc/data"
+# A dead node ends its job within Slurm's SlurmdTimeout (30 s) plus KillWait, or Horovod's stall
+# shutdown (120 s, semhpc.runtime.launcher.FAILURE_ENV), whichever comes first; with margin.
+STALL_WINDOW = 240
+PROFILES = "/home/semhpc/profiles"
+# Four of semhpc synth's categories (chance accuracy 1/4): enough for a short run to learn.
+CATEGORIES = ["Biological", "Porous_Sponge", "Powder", "Tips"]
+
+
+@pytest.fixture(scope="module")
+def dataset(testbed):
+    """160 synthetic 64x48 SEM images of CATEGORIES ingested into the shared /scratch (on the login node)."""
+    if not testbed.exists(f"{DATA}/manifest.json"):
+        testbed.semhpc("/scratch/semhpc", "synth", "all", "--per-class", "40", "--size", "64x48", "--seed", "3")
+        testbed.run("mkdir", "/scratch/semhpc/tiffs")
+        testbed.run("mv", *[f"/scratch/semhpc/all/{category}" for category in CATEGORIES], "/scratch/semhpc/tiffs")
+        testbed.semhpc("/scratch/semhpc", "ingest", "tiffs", DATA, "--size", "64x48", "--shards-per-split", "2")
+    return DATA
+
+
+def write_config(testbed, workdir, epochs):
+    """A DenseNet-28 run on `dataset` at 32 px (run dir: ./run in the submit directory)."""
+    config = f"{workdir}/train.yaml"
+    testbed.write_text(config, yaml.safe_dump({
+        "run": {"dir": "run"}, "data": {"dir": DATA, "image_size": 32, "augment": False},
+        "model": {"name": "densenet28"},
+        "train": {"epochs": epochs, "batch_size": 8, "optimizer": "adam", "lr": 0.002, "lr_decay": 0.8,
+                  "num_epochs_per_decay": 1}}))
+    return config
+
+
+def profile_variant(testbed, shipped, name, **changes):
+    """A copy of a shipped testbed profile in the user's profile folder with `changes` (section.key=value)."""
+    data = yaml.safe_load((SHIPPED_DIR / "clusters" / f"{shipped}.yaml").read_text())
+    for dotted, value in changes.items():
+        section, key = dotted.split("__")
+        data[section][key] = value
+    path = f"{PROFILES}/{name}.yaml"
+    testbed.write_text(path, yaml.safe_dump(data))
+    return path
+
+
+def submitted_id(stdout):
+    """The job id from `semhpc submit`'s line `job ID  KIND on CLUSTER: ...`."""
+    match = re.match(r"job (\S+)  ", stdout)
+    assert match, stdout
+    return match.group(1)
+
+
+def jobs_row(testbed, workdir, job_id):
+    rows = [line.split() for line in testbed.semhpc(workdir, "jobs").stdout.splitlines()[1:]]
+    return next((row for row in rows if row[0] == job_id), None)
+
+
+def job_ended(testbed, scheduler, job_id):
+    """The job's final state once it has ended ('COMPLETED'/'FAILED'... or PBS 'exit N'), else None."""
+    if scheduler == "slurm":
+        state = testbed.slurm_state(job_id)
+        return state if state in {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL"} else None
+    job = testbed.pbs_job(job_id)
+    return f"exit {job.get('Exit_status')}" if job.get("job_state") == "F" else None
+
+
+LAUNCHES = {  # test id -> (shipped profile, launcher)
+    "slurm-mpirun": ("testbed-slurm", "mpirun"),
+    "slurm-srun": ("testbed-slurm", "srun"),
+    "pbs-mpirun": ("testbed-pbs", "mpirun"),
+}
+
+
+@pytest.mark.parametrize("launch", list(LAUNCHES))
+def test_train_job_runs_one_rank_on_each_of_two_nodes(testbed, dataset, launch):
+    shipped, launcher = LAUNCHES[launch]
+    workdir = f"/home/semhpc/train-{launch}"
+    cluster = shipped if launcher == "mpirun" else profile_variant(testbed, shipped, f"{shipped}-{launcher}",
+                                                                   execution__launcher=launcher)
+    config = write_config(testbed, workdir, epochs=10)
+    out = testbed.semhpc(workdir, "submit", "--cluster", cluster, "--job", "train", "--nodes", "2", "--",
+                         "--config", config)
+    job_id = submitted_id(out.stdout)
+    scheduler = "pbs" if shipped.endswith("pbs") else "slurm"
+    ended = testbed.wait_for(lambda: job_ended(testbed, scheduler, job_id), 900, f"{launch} job {job_id}", every=3)
+    log = testbed.read_text(out.stdout.split(" log ")[-1].strip())
+    assert ended in ("COMPLETED", "exit 0"), log[-4000:]
+
+    records = [json.loads(line) for line in testbed.read_text(f"{workdir}/run/metrics.jsonl").splitlines()]
+    (start,) = [r for r in records if r["kind"] == "start"]
+    assert start["ranks"] == 2 and sorted(start["hosts"]) == ["node1", "node2"], start
+    result = json.loads(testbed.read_text(f"{workdir}/run/test_metrics.json"))
+    fingerprints = result["replica_fingerprints"]
+    assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]
+    assert result["accuracy"] >= 2 / len(CATEGORIES), result  # twice chance
+    assert json.loads(testbed.read_text(f"{workdir}/run/status.json"))["state"] == "finished"
+    assert f"semhpc job {job_id} on node1" in log  # the batch script ran on the first compute node
+
+
+@pytest.mark.parametrize("shipped", ["testbed-slurm", "testbed-pbs"])
+def test_jobs_lists_a_running_job_and_cancel_ends_it(testbed, dataset, shipped):
+    workdir = f"/home/semhpc/cancel-{shipped}"
+    config = write_config(testbed, workdir, epochs=500)
+    job_id = submitted_id(testbed.semhpc(workdir, "submit", "--cluster", shipped, "--job", "train", "--nodes",
+                                         "2", "--", "--config", config).stdout)
+    row = testbed.wait_for(lambda: (r := jobs_row(testbed, workdir, job_id)) and r[4] == "RUNNING" and r, 300,
+                           f"`semhpc jobs` to show job {job_id} running", every=2)
+    assert row[1:4] == [shipped, "train", "semhpc-train"]
+    # PBS ids carry the server's name (12.head); the number alone is enough to cancel (with
+    # --cluster: a Slurm job of the same number would otherwise be the one meant).
+    typed = job_id.split(".")[0]
+    if shipped == "testbed-pbs":
+        assert job_id.endswith(".head") and typed != job_id
+    out = testbed.semhpc(workdir, "cancel", "--cluster", shipped, typed).stdout
+    assert out.startswith(f"cancelled job {job_id} ")
+    scheduler = "pbs" if shipped.endswith("pbs") else "slurm"
+    ended = testbed.wait_for(lambda: job_ended(testbed, scheduler, job_id), 120, f"job {job_id} to end")
+    assert ended != "exit 0" and ended != "COMPLETED"
+    if scheduler == "slurm":
+        assert ended == "CANCELLED"
+    assert not testbed.exists(f"{workdir}/run/test_metrics.json")
+
+
+@pytest.mark.parametrize("shipped, change, refusal", [
+    ("testbed-slurm", {"scheduler__cpu_queue": "tb_usr_nope"}, "Invalid partition name specified"),
+    ("testbed-slurm", {"scheduler__qos": "tb_qos_nope"}, "Invalid qos specification"),
+    ("testbed-pbs", {"scheduler__cpu_queue": "nope"}, "Unknown queue"),
+])
+def test_a_partition_or_qos_the_scheduler_lacks_is_refused_in_one_line(testbed, dataset, shipped, change, refusal):
+    workdir = "/home/semhpc/refused"
+    cluster = profile_variant(testbed, shipped, "refused", **change)
+    config = write_config(testbed, workdir, epochs=1)
+    out = testbed.semhpc(workdir, "submit", "--cluster", cluster, "--job", "train", "--nodes", "2", "--",
+                         "--config", config, check=False)
+    assert out.returncode != 0 and out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and refusal in lines[0], out.stderr
+
+
+def fits_the_testbed(profile):
+    """A shipped profile whose nodes the testbed has: one core, no GPU, bare metal."""
+    return profile.node.cores <= 1 and profile.node.gpus == 0 and profile.execution.mode == "bare-metal"
+
+
+def test_every_job_kind_of_the_fitting_profiles_is_accepted_by_its_scheduler(testbed):
+    """sbatch --test-only (Slurm), or qsub -h then qdel (PBS), takes every job kind's script."""
+    from semhpc.hpc.profiles import available_profiles, load_profile
+    from semhpc.hpc.render import render_job
+    from semhpc.hpc.resources import JOB_KINDS, plan_resources
+
+    fitting = [load_profile(name) for name in sorted(available_profiles()) if fits_the_testbed(load_profile(name))]
+    assert {p.name for p in fitting} >= {"testbed-slurm", "testbed-pbs"}
+    workdir = "/home/semhpc/accepted"
+    for profile in fitting:
+        for kind in JOB_KINDS:
+            nodes = 1 if JOB_KINDS[kind].single_process else 2
+            script = f"{workdir}/{profile.name}-{kind}.sh"
+            testbed.write_text(script, render_job(profile, kind, plan_resources(profile, kind, nodes=nodes),
+                                                  name=f"accept-{kind}", args=[], log=f"{workdir}/{kind}.log"))
+            what = f"{profile.name} {kind}"
+            if profile.scheduler.type == "slurm":
+                out = testbed.run("sbatch", "--test-only", script, workdir=workdir, check=False)
+                assert out.returncode == 0 and "to start at" in out.stderr, f"{what}: {out.stderr}"
+            else:
+                job_id = testbed.run("qsub", "-h", script, workdir=workdir).stdout.strip()
+                assert testbed.pbs_job(job_id)["job_state"] == "H", what
+                testbed.run("qdel", job_id)
+
+
+def test_a_dead_node_fails_the_job_in_bounded_time_and_resume_finishes_the_run(testbed, dataset):
+    """node2 is `docker kill`ed mid-run: the job ends within the stall window, status.json says
+    failed; with node2 back, `--resume` finishes with every step logged exactly once."""
+    workdir = "/home/semhpc/dead-node"
+    config = f"{workdir}/train.yaml"
+    testbed.write_text(config, yaml.safe_dump({
+        "run": {"dir": "run"}, "data": {"dir": DATA, "image_size": 32, "augment": False},
+        "model": {"name": "densenet28"},
+        "train": {"epochs": 3, "batch_size": 8, "log_every": 1, "checkpoint_every": 2}}))
+    job_id = submitted_id(testbed.semhpc(workdir, "submit", "--cluster", "testbed-slurm", "--job", "train",
+                                         "--nodes", "2", "--", "--config", config).stdout)
+
+    def steps():
+        path = f"{workdir}/run/metrics.jsonl"
+        lines = testbed.read_text(path).splitlines() if testbed.exists(path) else []
+        return [json.loads(line) for line in lines if line.strip()]
+
+    start = testbed.wait_for(lambda: next((r for r in steps() if r["kind"] == "start"), None), 600, "the start")
+    per_epoch = start["steps_per_epoch"]
+    testbed.wait_for(lambda: sum(r["kind"] == "step" for r in steps()) >= per_epoch + 3, 600,
+                     "mid-epoch 2, past a checkpoint")
+    killed = time.monotonic()
+    testbed.kill("node2")
+    ended = testbed.wait_for(lambda: job_ended(testbed, "slurm", job_id), STALL_WINDOW, "the job to end")
+    ended_after = time.monotonic() - killed
+    assert ended in ("FAILED", "NODE_FAIL", "CANCELLED"), ended
+    status = json.loads(testbed.read_text(f"{workdir}/run/status.json"))
+    assert status["state"] == "failed", status
+    print(f"node2 killed: job {ended} after {ended_after:.0f} s")  # shown with -s; benchmarks/multinode.py measures it
+
+    testbed.start("node2")
+    resumed = submitted_id(testbed.semhpc(workdir, "submit", "--cluster", "testbed-slurm", "--job", "train",
+                                          "--nodes", "2", "--", "--resume", "run").stdout)
+    ended = testbed.wait_for(lambda: job_ended(testbed, "slurm", resumed), 900, f"resumed job {resumed}", every=3)
+    assert ended == "COMPLETED", testbed.read_text(f"{workdir}/semhpc-jobs/semhpc-train-{resumed}.log")[-4000:]
+    records = steps()
+    assert [r["step"] for r in records if r["kind"] == "step"] == list(range(1, 3 * per_epoch + 1))
+    assert [r["kind"] for r in records].count("resume") == 1
+    assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [1, 2, 3]
+    assert json.loads(testbed.read_text(f"{workdir}/run/status.json"))["state"] == "finished"
+
+
+def test_ingest_and_classify_jobs_share_the_images_between_ranks_on_both_nodes(testbed, dataset):
+    """Two ranks on two hosts; every image converted / classified exactly once."""
+    workdir = "/home/semhpc/convert"
+    tiffs = "/scratch/semhpc/tiffs"
+    images = int(testbed.run("sh", "-c", f"find {tiffs} -name '*.tif*' | wc -l").stdout)
+
+    def run_job(kind, *args):
+        job_id = submitted_id(testbed.semhpc(workdir, "submit", "--cluster", "testbed-slurm", "--job", kind,
+                                             "--nodes", "2", "--", *args).stdout)
+        ended = testbed.wait_for(lambda: job_ended(testbed, "slurm", job_id), 900, f"{kind} job {job_id}", every=2)
+        assert ended == "COMPLETED", testbed.read_text(f"{workdir}/semhpc-jobs/semhpc-{kind}-{job_id}.log")[-4000:]
+
+    run_job("ingest", tiffs, f"{workdir}/data", "--size", "64x48", "--shards-per-split", "4")
+    manifest = json.loads(testbed.read_text(f"{workdir}/data/manifest.json"))
+    assert sum(sum(counts.values()) for counts in manifest["counts"].values()) == images
+    shards = [json.loads(testbed.read_text(path)) for path in
+              testbed.run("sh", "-c", f"ls {workdir}/data/.ingest/*.json").stdout.split()]
+    assert {shard["host"] for shard in shards} == {"node1", "node2"}
+    assert sum(sum(shard["counts"].values()) for shard in shards) == images
+
+    # A model to classify with: one epoch on the login node is enough for the bookkeeping.
+    testbed.semhpc(workdir, "train", "--set", f"data.dir={DATA}", "--set", "run.dir=model-run", "--set",
+                   "model.name=densenet28", "--set", "data.image_size=32", "--set", "train.epochs=1", timeout=900)
+    testbed.semhpc(workdir, "export", "model-run", "bundle")
+    run_job("classify", "--model", "bundle", "--input", tiffs, "--out", "classified", "--batch-size", "8")
+    throughput = json.loads(testbed.read_text(f"{workdir}/classified/throughput.json"))
+    assert sorted(rank["host"] for rank in throughput["per_rank"]) == ["node1", "node2"]
+    assert all(rank["images"] > 0 for rank in throughput["per_rank"])
+    assert sum(rank["images"] for rank in throughput["per_rank"]) == images
+    rows = testbed.read_text(f"{workdir}/classified/predictions.csv").splitlines()[1:]
+    assert len(rows) == len({row.split(",")[0] for row in rows}) == images

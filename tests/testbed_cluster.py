@@ -1,0 +1,107 @@
+"""The multi-node test cluster (hpc/testbed/testbed.sh) driven from tests.
+
+`Testbed(prefix).up()` builds the image (cached after the first time) and starts the head node
+and two one-core compute nodes; `down()` removes them with their network and volumes. Commands
+run on a node through `docker exec`, as the non-root user `semhpc` in its home (the shared
+/home volume) unless `root=True`. The checkout is mounted read-only on every node, so the nodes
+run the semhpc under test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+TESTBED_SH = Path(__file__).resolve().parents[1] / "hpc" / "testbed" / "testbed.sh"
+HOME = "/home/semhpc"
+
+
+class Testbed:
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.env = {**os.environ, "SEMHPC_TESTBED": prefix}
+        self.up_seconds: float | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def up(self, timeout: float = 3600) -> "Testbed":
+        """Start the testbed (building its image first when needed); raises with the script's output."""
+        start = time.monotonic()
+        out = subprocess.run([str(TESTBED_SH), "up"], env=self.env, capture_output=True, text=True, timeout=timeout)
+        if out.returncode != 0:
+            raise RuntimeError(f"testbed.sh up failed:\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}")
+        self.up_seconds = time.monotonic() - start
+        return self
+
+    def down(self) -> None:
+        subprocess.run([str(TESTBED_SH), "down"], env=self.env, capture_output=True, text=True, timeout=300)
+
+    def kill(self, node: str) -> None:
+        """A node dies: `docker kill` its container."""
+        subprocess.run([str(TESTBED_SH), "kill", node], env=self.env, check=True, capture_output=True, timeout=60)
+
+    def start(self, node: str) -> None:
+        """Start a killed node again; returns once both schedulers list every compute node as free."""
+        out = subprocess.run([str(TESTBED_SH), "start", node], env=self.env, capture_output=True, text=True,
+                             timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+
+    # -- commands on the nodes -----------------------------------------------------------------
+    def run(self, *cmd: str, node: str = "head", root: bool = False, workdir: str | None = None,
+            check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+        """`cmd` on `node` as semhpc (or root), in `workdir` (default: the user's home)."""
+        user = "root" if root else "semhpc"
+        docker = ["docker", "exec", "-u", user, "-w", workdir or (HOME if not root else "/"),
+                  f"{self.prefix}-{node}", *cmd]
+        out = subprocess.run(docker, capture_output=True, text=True, timeout=timeout)
+        if check and out.returncode != 0:
+            raise AssertionError(f"{shlex.join(cmd)} on {node} failed ({out.returncode}):\n"
+                                 f"{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+        return out
+
+    def semhpc(self, workdir: str, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+        """`semhpc ARGS` on the login (head) node as the user, in `workdir` (created when missing)."""
+        self.run("mkdir", "-p", workdir)
+        return self.run("semhpc", *args, workdir=workdir, check=check, timeout=timeout)
+
+    def read_text(self, path: str, node: str = "head") -> str:
+        return self.run("cat", path, node=node).stdout
+
+    def exists(self, path: str) -> bool:
+        return self.run("test", "-e", path, check=False).returncode == 0
+
+    def write_text(self, path: str, text: str) -> None:
+        subprocess.run(["docker", "exec", "-i", "-u", "semhpc", f"{self.prefix}-head", "sh", "-c",
+                        f"mkdir -p {shlex.quote(str(Path(path).parent))} && cat > {shlex.quote(path)}"],
+                       input=text, text=True, check=True, capture_output=True, timeout=60)
+
+    # -- scheduler views -----------------------------------------------------------------------
+    def slurm_state(self, job_id: str) -> str:
+        out = self.run("scontrol", "show", "job", job_id, "--oneliner", check=False).stdout
+        fields = dict(part.split("=", 1) for part in out.split() if "=" in part)
+        return fields.get("JobState", "UNKNOWN")
+
+    def pbs_job(self, job_id: str) -> dict:
+        """qstat -x -f of one job (job_state, Exit_status, exec_host ...), {} when PBS does not know it."""
+        out = self.run("qstat", "-x", "-f", "-F", "json", job_id, check=False).stdout
+        jobs = json.loads(out or "{}").get("Jobs", {})
+        return next(iter(jobs.values()), {})
+
+    def wait_for(self, condition, timeout: float, what: str, every: float = 1.0):
+        deadline = time.monotonic() + timeout
+        while not (result := condition()):
+            assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}\n{self.logs()}"
+            time.sleep(every)
+        return result
+
+    def logs(self) -> str:
+        """The schedulers' logs, for assertion messages."""
+        parts = []
+        for node, files in (("head", "/var/log/slurm/slurmctld.log"), ("node1", "/var/log/slurm/slurmd.log"),
+                            ("node2", "/var/log/slurm/slurmd.log")):
+            out = self.run("tail", "-n", "15", files, node=node, root=True, check=False)
+            parts.append(f"== {node}:{files}\n{out.stdout}")
+        return "\n".join(parts)
