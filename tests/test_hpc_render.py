@@ -495,6 +495,8 @@ def test_submit_qos_and_reservation_override_the_profile_and_pbs_refuses_a_qos(s
 
 
 def test_leonardo_dcgp_trains_in_bfloat16_with_8_ranks_of_14_cores_unless_told_otherwise(submit_here, capsys):
+    work, _ = submit_here
+    (work / "c.yaml").write_text("run:\n  dir: r\n")  # read for launch.gpus
     assert cli.main(["submit", "--cluster", "leonardo-dcgp", "--job", "train", "--dry-run", "--",
                      "--config", "c.yaml"]) == 0
     script = capsys.readouterr().out
@@ -545,6 +547,7 @@ def test_pbs_job_ids_are_cancelled_typed_with_or_without_the_server_suffix(tmp_p
     qstat = "Job Id: 12.head|Job_Name=semhpc-train|job_state=R|queue=workq\nJob Id: 13.head|job_state=Q\n"
     bin_dir, calls = stubs(tmp_path, {"qsub": "12.head\n", "qstat": qstat, "qdel": ""})
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    (tmp_path / "c.yaml").write_text("run:\n  dir: r\n")  # read for launch.gpus
     assert cli.main(["submit", "--cluster", "testbed-pbs", "--job", "train", "--", "--config", "c.yaml"]) == 0
     assert capsys.readouterr().out.split()[:2] == ["job", "12.head"]
     assert cli.main(["jobs"]) == 0
