@@ -39,6 +39,9 @@ def init_horovod(threads: int = 0) -> World:
             tf.config.experimental.set_memory_growth(gpu, True)
         tf.config.set_visible_devices(gpus[hvd.local_rank() % len(gpus)], "GPU")
     n_threads = threads or len(os.sched_getaffinity(0))
-    tf.config.threading.set_intra_op_parallelism_threads(n_threads)
-    tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, n_threads)))
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, n_threads)))
+    except RuntimeError:  # TensorFlow already started in this process (a second run from Python): keep its pools
+        n_threads = tf.config.threading.get_intra_op_parallelism_threads() or n_threads
     return World(rank=hvd.rank(), size=hvd.size(), local_rank=hvd.local_rank(), threads=n_threads)
