@@ -23,8 +23,9 @@ TENSORFLOW_VERSION=2.15.1
 
 RUNTIME_APT_PACKAGES=(openmpi-bin libopenmpi-dev cmake g++ make)
 # Tools the tests use for real: shellcheck for job scripts, Docker and debootstrap for the images,
-# Slurm, Chromium for the browser tests, Charliecloud (an unprivileged HPC container runtime).
-TEST_APT_PACKAGES=(shellcheck docker.io debootstrap slurm-wlm munge chromium charliecloud)
+# Slurm, Chromium for the browser tests, Charliecloud (an unprivileged HPC container runtime),
+# PostgreSQL for the catalog's shared backend.
+TEST_APT_PACKAGES=(shellcheck docker.io debootstrap slurm-wlm munge chromium charliecloud postgresql)
 
 want_test=0
 [[ "${1:-}" == "--test" ]] && want_test=1
