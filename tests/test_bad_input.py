@@ -379,7 +379,8 @@ READ_ONLY = [
     ("export", lambda env, ro: ["export", str(env.run), str(ro / "bundle")], "read-only file system"),
     ("data report", lambda env, ro: ["data", "report", str(ro / "data")], "report.json: cannot write: read-only file system"),
     ("submit", lambda env, ro: ["submit", "--cluster", "generic-slurm", "--job", "train", "--job-dir", str(ro / "jobs"),
-                                "--", "--config", "c.yaml"], "cannot write: read-only file system"),
+                                "--", "--config", str(env.file("c.yaml", b"run:\n  dir: r\n"))],
+     "cannot write: read-only file system"),
 ]
 
 
