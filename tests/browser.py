@@ -29,11 +29,13 @@ LAB_SETTINGS = {
 }
 
 # What every code cell of the notebook shows, read from the page (cells in notebook order).
-_READ_CELLS = """() => [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell')]
+CELLS = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell"  # of the notebook in view
+_READ_CELLS = f"() => [...document.querySelectorAll('{CELLS}')]" + """
   .map(cell => ({
     code: cell.classList.contains('jp-CodeCell'),
     prompt: (cell.querySelector('.jp-InputArea-prompt')?.textContent || '').trim(),
-    images: [...cell.querySelectorAll('.jp-OutputArea-output img')].map(img => img.src.length + ':' + img.src.slice(-64)),
+    images: [...cell.querySelectorAll('.jp-OutputArea-output img')]
+      .map(img => img.src.length + ':' + img.src.slice(-64)),
     tables: cell.querySelectorAll('.jp-OutputArea-output table').length,
     text: [...cell.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stdout"]')]
       .map(o => o.textContent).join(''),
@@ -61,8 +63,7 @@ def open_notebook(page, url: str) -> None:
     """Go to a notebook's /lab/tree URL (in a fresh workspace: no tabs of an earlier visit come
     back) and wait until its kernel is started and idle."""
     page.goto(url + ("&" if "?" in url else "?") + "reset")
-    page.wait_for_selector(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell",
-                           timeout=KERNEL_READY_TIMEOUT * 1000)
+    page.wait_for_selector(CELLS, timeout=KERNEL_READY_TIMEOUT * 1000)
     page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=KERNEL_READY_TIMEOUT * 1000)
 
 
@@ -79,7 +80,8 @@ def read_cells(page) -> list[dict]:
 
 
 def wait_until_all_ran(page, timeout: float, start_timeout: float = 60) -> list[dict]:
-    """Poll until every code cell has an execution number (none queued or running); return the cells.
+    """Poll until the run is over: every code cell has an execution number, or an error stopped
+    the run (some cells ran, none is queued or running, the kernel is idle). Return the cells.
     Fails early when no cell was even queued within `start_timeout`."""
     started = time.monotonic()
     while True:
@@ -87,10 +89,19 @@ def wait_until_all_ran(page, timeout: float, start_timeout: float = 60) -> list[
         prompts = [cell["prompt"] for cell in cells if cell["code"]]
         if prompts and all(p[1:-2].isdigit() for p in prompts):
             return cells
+        if "[*]:" not in prompts and any(p[1:-2].isdigit() for p in prompts) and _kernel_idle(page):
+            time.sleep(2)  # between two queued cells the kernel is idle for an instant
+            if read_cells(page) == cells and _kernel_idle(page):
+                return cells
         waited = time.monotonic() - started
         assert waited < start_timeout or set(prompts) != {"[ ]:"}, f"no cell started within {start_timeout} s"
         assert waited < timeout, f"cells still running after {timeout} s: {prompts}"
         time.sleep(1)
+
+
+def _kernel_idle(page) -> bool:
+    return page.evaluate("document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) "
+                         ".jp-Notebook-ExecutionIndicator')?.dataset.status") == "idle"
 
 
 def screenshot(page, path: Path, scroll_to_cell: int | None = None) -> Path:
@@ -99,8 +110,8 @@ def screenshot(page, path: Path, scroll_to_cell: int | None = None) -> Path:
     from PIL import Image
 
     if scroll_to_cell is not None:
-        page.evaluate("""i => document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell')[i]
-                             .scrollIntoView({block: 'start'})""", scroll_to_cell)
+        page.evaluate(f"i => document.querySelectorAll('{CELLS}')[i].scrollIntoView({{block: 'start'}})",
+                      scroll_to_cell)
         time.sleep(0.5)
     image = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
     image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)

@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -54,6 +53,16 @@ def refused(base: str, path: str, method: str = "GET", headers: dict | None = No
     return False
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM (a server's clean shutdown), then SIGKILL if it is still there after `timeout`."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def shutdown_kernels(base: str, token: str) -> None:
     """Stop every kernel of the server (a closed browser tab leaves its kernel running)."""
     headers = {"Authorization": f"token {token}"}
@@ -91,12 +100,7 @@ def running_jupyter(token: str, notebooks: Path | None = None, env: dict | None 
             time.sleep(0.5)
         yield LabServer(base, folder, proc.pid)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def listening_addresses(port: int) -> set[str]:

@@ -1,0 +1,182 @@
+"""JupyterHub as a centre deploys it, on the one-node Slurm test cluster (tests/slurm_cluster.py):
+the semhpc_jupyter role writes the batchspawner settings, JupyterHub loads them behind
+configurable-http-proxy (the npm package pinned in the role's files/proxy), a person logs in with
+Chromium, the hub starts JupyterLab as a Slurm job and proxies it, notebook 01 runs there, and
+stopping the server from the hub ends the job."""
+
+import getpass
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from artifacts import artifacts  # noqa: F401  (fixture)
+from browser import VIEWPORT, launch, lab_environment, open_notebook, run_all_cells, screenshot, \
+    wait_until_all_ran
+from lab_server import http_answer, stop_process
+from semhpc.monitor.notebooks import FIGURE_TAG_PREFIX, NOTEBOOKS_DIR, inject_parameters
+from slurm_cluster import SlurmCluster, _free_port, missing_binaries
+from test_notebooks import parameters
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+ROOT = Path(__file__).resolve().parents[1]
+ROLES = ROOT / "ansible" / "roles"
+PROXY_DIR = ROLES / "semhpc_jupyter" / "files" / "proxy"
+PROXY = PROXY_DIR / "node_modules" / ".bin" / "configurable-http-proxy"
+PASSWORD = "hub-test-password"
+SPAWN_TIMEOUT = 240
+NOTEBOOK = "01_monitor_training.ipynb"
+
+
+def install_proxy() -> Path:
+    """configurable-http-proxy from the committed package-lock.json, into files/proxy/node_modules."""
+    if not PROXY.exists():
+        out = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=PROXY_DIR, capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+    return PROXY
+
+
+def write_batchspawner_settings(folder: Path, variables: dict) -> Path:
+    """Run the role's `hub` tasks against localhost, as ansible/jupyter.yml does on the hub host."""
+    settings = folder / "etc" / "semhpc_batchspawner.py"
+    playbook = folder / "hub.yml"
+    playbook.write_text(yaml.safe_dump([{
+        "name": "Write the batchspawner settings", "hosts": "localhost", "connection": "local", "gather_facts": False,
+        "tasks": [{"name": "Hub", "ansible.builtin.include_role": {"name": "semhpc_jupyter", "tasks_from": "hub"}}]}]))
+    extra = folder / "hub-vars.yml"
+    extra.write_text(yaml.safe_dump({"ansible_python_interpreter": sys.executable,
+                                     "semhpc_jupyter_hub_config": str(settings), **variables}))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "ANSIBLE_ROLES_PATH": str(ROLES), "ANSIBLE_NOCOLOR": "1"}
+    out = subprocess.run(["ansible-playbook", "-i", "localhost,", str(playbook), "-e", f"@{extra}"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:]
+    return settings
+
+
+@pytest.fixture
+def hub(tmp_path, artifacts):
+    """(hub URL, Slurm cluster, user's home): JupyterHub on 127.0.0.1 spawning into Slurm."""
+    missing = missing_binaries()
+    assert not missing, f"{', '.join(missing)} not found: scripts/bootstrap.sh --test installs slurm-wlm and munge"
+    proxy = install_proxy()
+    home = tmp_path / "home"
+    (home / "notebooks").mkdir(parents=True)
+    notebook = inject_parameters(nbformat.read(NOTEBOOKS_DIR / NOTEBOOK, as_version=4),
+                                 parameters(NOTEBOOK, artifacts))
+    nbformat.write(notebook, str(home / "notebooks" / NOTEBOOK))
+    venv_bin = Path(sys.executable).parent
+    settings = write_batchspawner_settings(tmp_path, {
+        "semhpc_version": "0.1.0", "semhpc_root": str(tmp_path / "semhpc"),
+        "semhpc_jupyter_scheduler": "slurm", "semhpc_jupyter_queue": "debug",
+        "semhpc_jupyter_walltime": "00:15:00", "semhpc_jupyter_cores": 1,
+        # The test node declares no memory (Slurm counts 1 MB): ask for what it has.
+        "semhpc_jupyter_memory": "1M",
+        # Stands in for `module load semhpc/VERSION`: the venv with jupyterhub and batchspawner.
+        "semhpc_jupyter_prologue": f"export PATH={venv_bin}:$PATH",
+    })
+    cluster = SlurmCluster(tmp_path / "slurm").start()
+    port, hub_port, api_port = _free_port(), _free_port(), _free_port()
+    config = tmp_path / "jupyterhub_config.py"
+    user = getpass.getuser()
+    config.write_text(f"""
+c = get_config()  # noqa: F821
+c.JupyterHub.bind_url = "http://127.0.0.1:{port}"
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_port = {hub_port}
+# What the single-user server in the job dials back to (the login node's address on a cluster).
+c.JupyterHub.hub_connect_ip = "127.0.0.1"
+c.JupyterHub.db_url = "sqlite:///{tmp_path / 'hub.sqlite'}"
+c.JupyterHub.cookie_secret_file = "{tmp_path / 'cookie_secret'}"
+c.JupyterHub.pid_file = "{tmp_path / 'hub.pid'}"
+c.ConfigurableHTTPProxy.command = ["{proxy}"]
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{api_port}"
+c.JupyterHub.authenticator_class = "dummy"
+c.DummyAuthenticator.password = "{PASSWORD}"
+c.Authenticator.allowed_users = {{"{user}"}}
+load_subconfig("{settings}")
+# The hub runs as the user here; a centre's hub submits through sudo -u USER (the default prefix).
+c.BatchSpawnerBase.exec_prefix = ""
+c.Spawner.notebook_dir = "{home}"
+# The checkout under test for the kernel (a centre's `module load semhpc` sets the same up).
+c.Spawner.environment.update({{"SLURM_CONF": "{cluster.conf}", "PYTHONPATH": "{ROOT}"}})
+c.Spawner.environment.update({lab_environment(tmp_path)!r})
+{'c.Spawner.args = ["--allow-root"]' if os.geteuid() == 0 else ''}
+""")
+    started = time.time()
+    log = open(tmp_path / "jupyterhub.log", "w")
+    env = {**os.environ, "SLURM_CONF": str(cluster.conf),
+           "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}"}
+    proc = subprocess.Popen([str(venv_bin / "jupyterhub"), "-f", str(config)], cwd=tmp_path, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while http_answer(f"http://127.0.0.1:{port}/hub/login")[0] != 200:
+            assert proc.poll() is None, (tmp_path / "jupyterhub.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "JupyterHub did not answer"
+            time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}", cluster, home, tmp_path / "jupyterhub.log"
+    finally:
+        stop_process(proc)
+        log.close()
+        cluster.stop()
+        # batchspawner's job script writes its log into the user's home: move this test's here.
+        for job_log in Path.home().glob("jupyterhub_slurmspawner_*.log"):
+            if job_log.stat().st_mtime >= started:
+                shutil.move(job_log, tmp_path / job_log.name)
+
+
+def server_jobs(cluster) -> list[tuple[str, str, str]]:
+    """(job id, name, state) of every job in the test cluster's queue."""
+    out = cluster.run("squeue", "--noheader", "--format=%i %j %T").stdout
+    return [tuple(line.split()) for line in out.splitlines() if line.strip()]
+
+
+def test_hub_spawns_jupyterlab_as_a_slurm_job_and_stopping_it_ends_the_job(hub):
+    base, cluster, home, log = hub
+    user = getpass.getuser()
+    from playwright.sync_api import sync_playwright
+
+    # Nothing of the user's server is reachable through the hub without logging in.
+    status, location = http_answer(f"{base}/user/{user}/lab")
+    assert status == 302 and "/hub/" in location
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        page = browser.new_page(viewport=VIEWPORT)
+        try:
+            page.goto(f"{base}/hub/login")
+            page.fill("#username_input", user)
+            page.fill("#password_input", PASSWORD)
+            page.click("#login_submit")
+            page.wait_for_url(f"{base}/user/{user}/lab**", timeout=SPAWN_TIMEOUT * 1000)
+            jobs = server_jobs(cluster)
+            assert [(name, state) for _, name, state in jobs] == [("spawner-jupyterhub", "RUNNING")], jobs
+            job_id = jobs[0][0]
+            open_notebook(page, f"{base}/user/{user}/lab/tree/notebooks/{NOTEBOOK}")
+            run_all_cells(page)
+            try:
+                cells = wait_until_all_ran(page, 300)
+            except AssertionError:
+                screenshot(page, log.parent / "failed.png")
+                raise
+            assert [cell["stderr"] for cell in cells if cell["stderr"]] == []
+            stored = nbformat.read(home / "notebooks" / NOTEBOOK, as_version=4).cells
+            figures = [i for i, cell in enumerate(stored)
+                       if any(t.startswith(FIGURE_TAG_PREFIX) for t in cell.metadata.get("tags", []))]
+            assert figures and all(len(cells[i]["images"]) == 2 for i in figures)
+            assert cells[figures[0]]["text"].startswith("finished: step ")
+            page.goto(f"{base}/hub/home")
+            page.click("#stop")
+            page.locator("#stop").wait_for(state="hidden", timeout=120_000)  # the hub has stopped it
+        finally:
+            browser.close()
+    assert cluster.wait_for_state(job_id, {"CANCELLED", "COMPLETED"}, timeout=60) in {"CANCELLED", "COMPLETED"}
+    assert server_jobs(cluster) == []
