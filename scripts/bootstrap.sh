@@ -82,6 +82,9 @@ horovod_wheel() {
 main() {
   ensure_apt_packages "${RUNTIME_APT_PACKAGES[@]}"
   [[ $want_test -eq 1 ]] && ensure_apt_packages "${TEST_APT_PACKAGES[@]}"
+  # npm installs JupyterHub's proxy (pinned by its package-lock.json) for the hub test; a Node.js
+  # that is already there (say, from NodeSource) is used as it is.
+  if [[ $want_test -eq 1 ]] && ! command -v npm >/dev/null; then ensure_apt_packages nodejs npm; fi
 
   local stamp="$VENV/.semhpc-bootstrap"
   if [[ -x "$VENV/bin/semhpc" && -f "$stamp" && "$(cat "$stamp")" == "$(stamp_value)" ]]; then
