@@ -56,6 +56,9 @@ build() {
   cp "$HERE/Dockerfile" "$HERE/slurm.conf" "$HERE/slurmdbd.conf" "$HERE/node-start.sh" "$context/"
   cp "$TARBALL" "$context/openpbs.tar.gz"
   start=$(date +%s)
+  # The OpenPBS stage gets a tag of its own, so `docker image prune` keeps the compiled PBS.
+  docker build -q --force-rm --target openpbs -t "${IMAGE%:*}-openpbs:latest" \
+    --build-arg PBS_BUILD_BASE="$pbs_base" "$context" >/dev/null
   docker build -q --force-rm -t "$IMAGE" --build-arg BASE_IMAGE="$BASE" --build-arg PBS_BUILD_BASE="$pbs_base" \
     "$context" >/dev/null
   say "image $IMAGE ready in $(( $(date +%s) - start )) s"
