@@ -19,7 +19,8 @@
 #   SEMHPC_TESTBED_IMAGE   the image's tag (semhpc-testbed:latest)
 #   SEMHPC_TESTBED_BASE    the semhpc image it builds on (semhpc:cpu; made with
 #                          containers/build.sh --flavor cpu --local-base when missing)
-#   OPENPBS_TARBALL        OpenPBS source (/work/shared/vendor/openpbs-cd7ab5e.tar.gz)
+#   OPENPBS_TARBALL        OpenPBS source (default: shared/vendor/openpbs-cd7ab5e.tar.gz beside
+#                          this checkout, where the project's shared folder keeps it)
 #
 # Isolation: the nodes' only network is created with --internal (no route out); they share the
 # volumes PREFIX-home (/home) and PREFIX-scratch (/scratch); this checkout is mounted read-only
@@ -31,7 +32,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 PREFIX=${SEMHPC_TESTBED:-semhpc-testbed}
 IMAGE=${SEMHPC_TESTBED_IMAGE:-semhpc-testbed:latest}
 BASE=${SEMHPC_TESTBED_BASE:-semhpc:cpu}
-TARBALL=${OPENPBS_TARBALL:-/work/shared/vendor/openpbs-cd7ab5e.tar.gz}
+TARBALL=${OPENPBS_TARBALL:-$(dirname "$ROOT")/shared/vendor/openpbs-cd7ab5e.tar.gz}
 NETWORK=$PREFIX-net
 NODES=(head node1 node2)
 READY_TIMEOUT=${SEMHPC_TESTBED_TIMEOUT:-180}
