@@ -1,4 +1,4 @@
-"""Calibration of the confidence policy (REFERENCE §6): score histograms by outcome, P(top correct)
+"""Calibration of the confidence policy (docs/background.md: Classification policy): score histograms by outcome, P(top correct)
 vs score and its 0.5 crossing, suggested thresholds, the PNG, and `semhpc calibrate` end to end."""
 
 import functools

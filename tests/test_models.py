@@ -1,4 +1,4 @@
-"""Model builders and registry: keras-identical graphs, REFERENCE §2 sizes, names, preprocessing.
+"""Model builders and registry: keras-identical graphs, docs/background.md: Models sizes, names, preprocessing.
 
 Models are built at small inputs wherever the parameter count does not depend on the size
 (DenseNet, Inception); AlexNet/VGG counts at their default size come from `describe`, which
@@ -36,7 +36,7 @@ TABLE_2_1_TOLERANCE = {"densenet28": 0.055}
 # Szegedy et al. 2017 / keras applications.
 PUBLISHED_PARAMS = {"inception_v4": 42.7e6, "inception_resnet_v2": 55.8e6}
 KERAS_INCEPTION_RESNET_V2_PARAMS = 55_873_736
-KERAS_DENSENET121_PARAMS = 7_047_754  # REFERENCE §2: keras DenseNet121 with 10 classes
+KERAS_DENSENET121_PARAMS = 7_047_754  # docs/background.md: Models: keras DenseNet121 with 10 classes
 
 
 def weighted_layers(model):

@@ -1,4 +1,4 @@
-"""Learning-rate schedule values (REFERENCE §3) and the optimiser recipe."""
+"""Learning-rate schedule values (docs/background.md: Training recipe) and the optimiser recipe."""
 
 from types import SimpleNamespace
 

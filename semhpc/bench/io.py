@@ -2,7 +2,7 @@
 TFRecord shards under PATH with N concurrent reader processes.
 
 A sysadmin runs it on each candidate storage (local disk, NFS, Lustre) before placing a dataset:
-the thesis found local disk best with few readers and Lustre best with 24 (REFERENCE §6). The
+the thesis found local disk best with few readers and Lustre best with 24 (docs/background.md: File-system study). The
 work is what training and classification do to a file: a TIFF is read and decoded by
 `read_sem_tiff`; a TFRecord shard is read and every record's PNG decoded by TensorFlow.
 

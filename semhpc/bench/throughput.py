@@ -1,5 +1,5 @@
 """Throughput of one configuration: forward and forward+backward seconds per batch, mean ± std over
-the timed batches, and images/sec per rank and in total (REFERENCE §4, eq. 4.1:
+the timed batches, and images/sec per rank and in total (docs/background.md: Scaling, eq. 4.1:
 images/sec = batch_size / step_time x workers).
 
 "forward" is inference (`training=False`); "train" is the trainer's whole step: forward, backward,

@@ -3,7 +3,7 @@ memory, and the trainer's own training step.
 
 Using the trainer's step (its loss, weight decay, Horovod `DistributedGradientTape` and optimizer)
 means a benchmark figure is a training figure, not the figure of a simpler loop. Synthetic input
-(REFERENCE §4, the thesis' benchmark method) keeps the input pipeline out of the measurement.
+(docs/background.md: Scaling, the thesis' benchmark method) keeps the input pipeline out of the measurement.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def check_data_format(data_format: str, has_gpu: bool) -> None:
         raise SemhpcError(f"--data-format {data_format}: must be one of {', '.join(DATA_FORMATS)}")
     if data_format == "channels_first" and not has_gpu:
         raise SemhpcError("--data-format channels_first needs a GPU: TensorFlow's CPU kernels are NHWC only "
-                          "(REFERENCE §4: NCHW on GPU, NHWC on CPU)")
+                          "(docs/background.md: Scaling: NCHW on GPU, NHWC on CPU)")
 
 
 def trainer_step(model, optimizer, train_cfg, aux_loss_weight, precision, allreduce: bool) -> Callable:
@@ -108,7 +108,7 @@ def channels_first(model: tf.keras.Model) -> tf.keras.Model:
     and every channel axis (BatchNormalization, Concatenate) becomes axis 1.
 
     The registry builds NHWC (TensorFlow's fast layout on CPUs); the thesis benchmarked NCHW on
-    GPUs (REFERENCE §4), so `--data-format` converts instead of every builder taking a layout.
+    GPUs (docs/background.md: Scaling), so `--data-format` converts instead of every builder taking a layout.
     """
     def convert(layer):
         config = layer.get_config()

@@ -1,4 +1,4 @@
-"""Classification at archive scale (REFERENCE §6): export a trained run, classify with MPI ranks,
+"""Classification at archive scale (docs/background.md: Classification policy): export a trained run, classify with MPI ranks,
 calibrate the confidence policy.
 
   bundle.py       `semhpc export`: the self-contained, versioned inference bundle

@@ -1,6 +1,6 @@
 """`semhpc calibrate`: how far a model's top score can be trusted, measured on labelled data.
 
-The analyses of REFERENCE §6 (Aversa §4.3.2), on one split of an ingested dataset:
+The analyses of docs/background.md: Classification policy (Aversa §4.3.2), on one split of an ingested dataset:
   * histogram of the top-1 score, each image counted as `top_correct` (top-1 is the label),
     `second_correct` (top-2 is) or `neither`;
   * P(top-1 correct | score) and P(top-1 or top-2 correct | score), per score bin with 95% Wilson

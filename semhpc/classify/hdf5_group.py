@@ -1,7 +1,7 @@
 """The `classification` group of an image's NFFA HDF5 file (CONTRACTS.md "NFFA HDF5").
 
 `semhpc hdf5 SRC OUT` creates one file per image with an empty `classification` group; after
-classifying, the Aversa pipeline adds the top-5 labels and scores as metadata (REFERENCE §1,
+classifying, the Aversa pipeline adds the top-5 labels and scores as metadata (docs/background.md: Data,
 002 §5.1). This module only ever opens those files in append mode and touches nothing but
 that group, so it cannot damage the image or its metadata.
 

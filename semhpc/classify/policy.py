@@ -1,6 +1,6 @@
 """The confidence policy: from an image's class scores to its top-5 and a decision.
 
-REFERENCE §6 (Aversa §4.3.2): a top score >= ~0.9 is reliable enough to assign the label
+docs/background.md: Classification policy (Aversa §4.3.2): a top score >= ~0.9 is reliable enough to assign the label
 automatically (`auto`); between ~0.35 and 0.9 the right label is usually among the top two, so
 both are suggested to a person (`suggest`); below that a person labels it (`manual`).
 `semhpc calibrate` measures where these thresholds should sit for a given model.

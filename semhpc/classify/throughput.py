@@ -1,6 +1,6 @@
 """The speed report of a classification run: images/s overall and per rank, and where time went.
 
-The thesis timed tif->jpg, classification and tif->hdf5 separately (REFERENCE §6); here each
+The thesis timed tif->jpg, classification and tif->hdf5 separately (docs/background.md: File-system study); here each
 rank times its three phases:
   read_decode  reader thread: open, decode, cut the data bar, resize (read_sem_tiff + preprocess)
   inference    main thread: the batched forward pass and the top-5 / decision of every image

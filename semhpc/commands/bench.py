@@ -17,7 +17,7 @@ from semhpc.utils import options
 
 HELP = "Benchmark training throughput, rank and thread scaling, or storage read throughput."
 
-# The thesis' convnet-benchmarks protocol (REFERENCE §4): AlexNet, batch 128, 227 px, 50 batches.
+# The thesis' convnet-benchmarks protocol (docs/background.md: Scaling): AlexNet, batch 128, 227 px, 50 batches.
 PROTOCOLS = {"convnet": {"model": "alexnet", "batch_size": 128, "image_size": 227, "batches": 50, "mode": "both"}}
 DEFAULT_BATCHES = 20
 MAX_READERS = 256  # concurrent reader processes of `bench io`

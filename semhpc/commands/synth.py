@@ -16,7 +16,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=options.bounded_int(0, 2**31 - 1), default=0,
                         help="the same seed gives byte-identical files (default: 0)")
     parser.add_argument("--imbalance", action="store_true",
-                        help="scale category sizes to the labelled archive's proportions (REFERENCE §1)")
+                        help="scale category sizes to the labelled archive's proportions (docs/background.md: Data)")
 
 
 def main(args) -> int:

@@ -42,7 +42,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "size": Field("list[int]", [256, 192], "Synthetic image area [width, height] in pixels.",
                       minimum=MIN_SIDE, maximum=MAX_SIDE, length=2),
         "seed": Field("int", 0, "Seed: the same seed gives byte-identical images.", minimum=0, maximum=MAX_SEED),
-        "imbalance": Field("bool", False, "Mimic the archive's class imbalance (REFERENCE §1)."),
+        "imbalance": Field("bool", False, "Mimic the archive's class imbalance (docs/background.md: Data)."),
     },
     "ingest": {
         "size": Field("list[int]", [128, 96], "Stored image size [width, height] in the TFRecords.",
@@ -80,7 +80,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "scale_lr": Field("bool", True, "Multiply the base LR by the number of ranks."),
         "warmup_epochs": Field("float", 1.0, "Linear LR warmup from lr to lr x ranks.", minimum=0.0, maximum=1000.0),
         "lr_decay": Field("float", 0.94, "Exponential decay factor per decay period.", minimum=0.0, maximum=1.0),
-        "num_epochs_per_decay": Field("float", 3.0, "Epochs per decay period (REFERENCE §3).",
+        "num_epochs_per_decay": Field("float", 3.0, "Epochs per decay period (docs/background.md: Training recipe).",
                                       minimum=0.01, maximum=100_000.0),
         "staircase": Field("bool", False, "Decay in steps instead of smoothly."),
         "momentum": Field("float", 0.9, "Momentum (sgd, rmsprop).", minimum=0.0, maximum=1.0),

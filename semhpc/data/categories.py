@@ -1,4 +1,4 @@
-"""The ten SEM categories of the NFFA-Europe labelled set (REFERENCE.md §1, Aversa Table 4.2).
+"""The ten SEM categories of the NFFA-Europe labelled set (docs/background.md: Data, Aversa Table 4.2).
 
 The order is the label index used everywhere (TFRecords, logits, predictions), so never reorder
 it; append new categories at the end.

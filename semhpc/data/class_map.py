@@ -2,7 +2,7 @@
 
 Archives name their folders as they grew: the 12-class NFFA set kept Pillars apart from
 Patterned_surface and Forest apart from Nanowires; merging those look-alike classes raised
-accuracy (REFERENCE §1), and some trees say Cantilever_Tips for Tips. The default map does those
+accuracy (docs/background.md: Data), and some trees say Cantilever_Tips for Tips. The default map does those
 merges onto the ten categories. A YAML file (`semhpc ingest --class-map FILE`) changes it:
 
     classes: [Biological, Fibres, ...]     # optional: the classes in label order (default: the ten)

@@ -1,6 +1,6 @@
 """`semhpc ingest SRC OUT`: a folder-per-category tree of SEM images -> sharded TFRecords + manifest.
 
-Why TFRecords (REFERENCE §1, De Nobili §2.4.3): a few large files instead of 150,000 small ones
+Why TFRecords (docs/background.md: Data, De Nobili §2.4.3): a few large files instead of 150,000 small ones
 spare the parallel file system's metadata servers, and records carry the label, the split and the
 instrument metadata with the pixels.
 

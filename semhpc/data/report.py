@@ -1,6 +1,6 @@
 """`semhpc data report OUT`: what an ingested dataset holds, read from its TFRecords (what training reads).
 
-  * images per class and split (and the class balance the thesis warns about, REFERENCE §1);
+  * images per class and split (and the class balance the thesis warns about, docs/background.md: Data);
   * source image sizes, dtypes and file formats; instruments (vendor, model);
   * metadata coverage: the share of images with a value for each normalised field;
   * exact duplicates: images with the same pixel hash (`pixel_sha256`, computed by ingest on the

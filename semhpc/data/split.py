@@ -1,6 +1,6 @@
 """Stable train/validation/test split: a file's split is a pure function of its own name.
 
-Why (REFERENCE §1, Aversa §4.2.1): the archive grows. If the split were drawn at random, or by
+Why (docs/background.md: Data, Aversa §4.2.1): the archive grows. If the split were drawn at random, or by
 position in a sorted list, adding images would move old ones between train and test, and a model
 trained yesterday would be evaluated on images it had trained on. Here the SHA-256 of the file's
 path *relative to its category folder* becomes a number u in [0, 1); the split is the interval of

@@ -1,6 +1,6 @@
 """Synthetic SEM images of the ten categories, written as real FEI and Zeiss instruments write them.
 
-Why: the labelled NFFA archive (REFERENCE.md §1) is not public, yet the demo and the tests need a
+Why: the labelled NFFA archive (docs/background.md: Data) is not public, yet the demo and the tests need a
 folder-per-category tree of TIFFs that takes exactly the ingest path of real instrument files.
 
 How one image is made (`synthesize`)
@@ -79,7 +79,7 @@ def generate(out_dir, per_class: int, size=(1024, 768), seed: int = 0, imbalance
 
 def class_counts(per_class: int, imbalance: bool = False) -> dict[str, int]:
     """Images per category: `per_class` each, or scaled to the archive's proportions (largest =
-    `per_class`, at least 1) so the imbalance of REFERENCE §1 can be reproduced."""
+    `per_class`, at least 1) so the imbalance of docs/background.md: Data can be reproduced."""
     if not imbalance:
         return {category: per_class for category in CATEGORIES}
     largest = max(ARCHIVE_COUNTS.values())

@@ -7,7 +7,7 @@ says how many pixels a unit spans in this image (image width / 256 x the image's
 morphology looks the same at any image size and zooms with the magnification. `unit_m` in
 MORPHOLOGIES is the physical length of one unit, which sets the pixel size in the metadata.
 
-Every category gets its own look (REFERENCE.md §1), with sub-styles where the archive class merges
+Every category gets its own look (docs/background.md: Data), with sub-styles where the archive class merges
 several kinds of image, and random sizes, counts and positions within each. What tells classes
 apart must survive the demo's 4x downscaling (256 -> 64 pixels wide): mainly shape and layout at
 the scale of several units, not fine texture.
@@ -196,7 +196,7 @@ def _draw_powder(rng, canvas: Canvas) -> Surface:
 
 def _draw_nanowires(rng, canvas: Canvas) -> Surface:
     """Many long, thin, nearly straight wires over a dark substrate: a loose mat lying on it, or an
-    upright forest (merged class, REFERENCE §1). Sparse bright lines, unlike Porous_Sponge's
+    upright forest (merged class, docs/background.md: Data). Sparse bright lines, unlike Porous_Sponge's
     mostly bright solid with dark holes."""
     forest = rng.random() < 0.35
     thickness = rng.uniform(2.5, 4.5) * canvas.unit
@@ -281,7 +281,7 @@ def _draw_porous(rng, canvas: Canvas) -> Surface:
 
 def _draw_pattern(rng, canvas: Canvas) -> Surface:
     """A perfectly periodic array of pillars, holes or square posts on a square or hexagonal lattice
-    (the former Pillars class was merged into this one, REFERENCE §1)."""
+    (the former Pillars class was merged into this one, docs/background.md: Data)."""
     period = rng.uniform(22, 40) * canvas.unit
     size = period * rng.uniform(0.2, 0.38)
     angle = rng.choice([0.0, math.pi / 4, rng.uniform(0, math.pi)])

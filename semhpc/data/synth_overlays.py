@@ -1,7 +1,7 @@
 """What is drawn over synthetic SEM images: annotations, the FEI data bar, the Zeiss data zone.
 
 Archive images often carry scale bars, arrows, labels and measurements drawn by users
-(REFERENCE.md §1: the network must learn to ignore them), and the instrument's own data strip:
+(docs/background.md: Data: the network must learn to ignore them), and the instrument's own data strip:
 FEI appends a black data bar *below* the image (the reader cuts it, see sem_writer), Zeiss paints
 a light data zone *over* the image's bottom rows (it stays in the image, as in real Zeiss files).
 

@@ -1,6 +1,6 @@
 """Cluster profiles: one YAML file per site, validated against PROFILE_SCHEMA.
 
-A profile holds everything that differs between sites (REFERENCE §7): scheduler, account and
+A profile holds everything that differs between sites (docs/background.md: Clusters): scheduler, account and
 queues, node shape, module names, container image or venv, MPI launcher, interface settings and
 paths. Job scripts are rendered from it; no site detail lives in code.
 

@@ -1,7 +1,7 @@
 """AlexNet as TF-Slim's `alexnet_v2` (one tower, no LRN): 5 conv + 3 FC, ReLU, dropout 0.5.
 
 At its default 224x224 input the last pool is 5x5x256 and the model has 50,303,912 parameters
-with 1000 classes, the ~50.3M of REFERENCE §2 (000 Table 2.1), and 46,247,882 with 10 classes.
+with 1000 classes, the ~50.3M of docs/background.md: Models (De Nobili 2017, Table 2.1), and 46,247,882 with 10 classes.
 The FC layers are Dense (Slim writes fc6 as a 5x5 VALID conv: the same weights), so their size
 follows the input: at 227 px the last pool is 6x6 and fc6 grows to 37.7M weights (57.7M in all).
 The smallest input is 67 px (the last pool needs a 3x3 map).

@@ -7,13 +7,13 @@ keras ones (`conv1/conv`, `conv2_block1_1_conv`, `pool2_conv`, `bn`, `prediction
 DenseNet-121 is the very graph of `tf.keras.applications.DenseNet121` and loads its ImageNet
 weight files both by topology and by name, and a per-layer profiler can group ops by block.
 
-Layer count convention (REFERENCE §2): 1 stem conv + 2 convs per dense layer + 1 conv per
+Layer count convention (docs/background.md: Models): 1 stem conv + 2 convs per dense layer + 1 conv per
 transition + 1 FC = 1 + 2 * sum(blocks) + (len(blocks) - 1) + 1. All variants keep the keras
 stem (7x7/2 conv with 64 filters, 3x3/2 max pool): it is the one stem conv of the convention,
 it makes the variants share DenseNet-121's first weights, and 64 filters (not 2k) is what puts
 DenseNet-28 at the ~2M parameters the thesis reports (2k = 112 filters would give 2.21M, +10%).
 
-| name        |  k | blocks         | 2*dense + transitions + stem + FC | params, 10 classes | REFERENCE §2 |
+| name        |  k | blocks         | 2*dense + transitions + stem + FC | params, 10 classes | docs/background.md: Models |
 | ----------- | -- | -------------- | --------------------------------- | ------------------ | ------------ |
 | densenet121 | 32 | (6, 12, 24, 16) | 116 + 3 + 1 + 1 = 121            | 7,047,754          | ~6.9M        |
 | densenet91  | 32 | (6, 12, 12, 13) |  86 + 3 + 1 + 1 =  91            | 4,159,882          | ~4M          |

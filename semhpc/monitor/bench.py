@@ -1,5 +1,5 @@
 """Scaling: `semhpc bench --sweep` results as speedup and efficiency against ideal, beside the
-thesis' multi-GPU measurements (REFERENCE §4, De Nobili Table 4.1) for context.
+thesis' multi-GPU measurements (docs/background.md: Scaling, De Nobili Table 4.1) for context.
 
 Speedup(N) = throughput(N ranks) / throughput(1 rank); efficiency = speedup / N; ideal = N.
 """
@@ -16,7 +16,7 @@ from semhpc.utils.errors import SemhpcError
 # Only a rank sweep says how training scales with workers; a thread sweep is one process.
 RANK_SWEEP = "rank_sweep"
 
-# Images/sec for 1, 2 and 4 GPUs (None: not measured), REFERENCE §4.
+# Images/sec for 1, 2 and 4 GPUs (None: not measured), docs/background.md: Scaling.
 THESIS_THROUGHPUT = {
     ("inception_v3", "K20"): (17.2, 33.3, None),
     ("inception_v3", "K40"): (23.0, 42.1, 78.5),

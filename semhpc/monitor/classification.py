@@ -1,5 +1,5 @@
 """`semhpc classify` output (OUT/predictions.csv) joined with the true labels, for the analyses
-of REFERENCE §6: which scores can be trusted, and where the confidence policy should cut.
+of docs/background.md: Classification policy: which scores can be trusted, and where the confidence policy should cut.
 
 The true label of an image is the category folder it sits in (`SRC/<Category>/name.tif`, the
 layout `semhpc ingest` reads), so classifying a labelled tree is all a review needs.
@@ -16,10 +16,10 @@ from semhpc.classify.policy import PREDICTION_FIELDS, Thresholds
 from semhpc.data.categories import CATEGORIES
 from semhpc.utils.errors import SemhpcError
 
-# The default confidence policy of `semhpc classify` (REFERENCE §6).
+# The default confidence policy of `semhpc classify` (docs/background.md: Classification policy).
 AUTO_THRESHOLD = Thresholds().auto
 SUGGEST_THRESHOLD = Thresholds().suggest
-# How the true label relates to the top two (REFERENCE §6: "when the top label is wrong, the
+# How the true label relates to the top two (docs/background.md: Classification policy: "when the top label is wrong, the
 # second is right in 55% of cases").
 OUTCOMES = ("top1 correct", "top2 correct", "neither")
 

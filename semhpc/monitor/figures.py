@@ -100,7 +100,7 @@ def per_class_metrics(evaluation: dict) -> Figure:
 # --- classification review (04) ----------------------------------------------------------------
 
 def score_histogram(predictions: pd.DataFrame, bins: int = 20) -> Figure:
-    """Top-1 scores stacked by outcome: top label right, second right, neither (REFERENCE §6)."""
+    """Top-1 scores stacked by outcome: top label right, second right, neither (docs/background.md: Classification policy)."""
     fig, axes = _figure(1, 1, (7, 4))
     groups = [predictions.loc[predictions["outcome"] == o, "top1_score"] for o in OUTCOMES]
     axes[0, 0].hist(groups, bins=np.linspace(0, 1, bins + 1), stacked=True, label=list(OUTCOMES),
@@ -173,7 +173,7 @@ def metadata_distributions(images: pd.DataFrame, fields: list[str]) -> Figure:
 
 def scaling(sweep: pd.DataFrame, thesis: pd.DataFrame) -> Figure:
     """Speedup and efficiency against the number of workers: this machine's sweep (solid), the
-    thesis' GPUs (dashed, REFERENCE §4) and ideal linear scaling (dotted)."""
+    thesis' GPUs (dashed, docs/background.md: Scaling) and ideal linear scaling (dotted)."""
     fig, axes = _figure(1, 2, (12, 4.5))
     most = int(max(sweep["workers"].max(), thesis["workers"].max()))
     for ax, column in zip(axes.flat, ("speedup", "efficiency")):

@@ -1,4 +1,4 @@
-"""A per-layer profile (`semhpc profile --out DIR`) as tables: where the step time goes (REFERENCE §5).
+"""A per-layer profile (`semhpc profile --out DIR`) as tables: where the step time goes (docs/background.md: Per-layer profiling).
 
 The folder's files and their definitions are `semhpc.bench.profile_report`'s: profile.json (the
 summary: coverage, layer_share, overhead, wall_step_time and `rows`, the mean seconds per

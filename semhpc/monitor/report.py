@@ -97,7 +97,7 @@ def predictions_section(predictions: str | Path) -> Section:
 
 def scaling_section(sweep: str | Path) -> Section:
     measured = bench.load_sweep(sweep)
-    section = Section("Scaling", notes=[f"rank sweep {sweep}; dashed: the thesis' GPUs (REFERENCE §4)"])
+    section = Section("Scaling", notes=[f"rank sweep {sweep}; dashed: the thesis' GPUs (docs/background.md: Scaling)"])
     section.figures["scaling"] = figures.scaling(measured, bench.thesis_scaling())
     section.tables.append(measured)
     return section

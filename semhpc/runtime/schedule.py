@@ -1,4 +1,4 @@
-"""Learning-rate schedule and optimisers of the thesis recipe (REFERENCE §3), made distributed.
+"""Learning-rate schedule and optimisers of the thesis recipe (docs/background.md: Training recipe), made distributed.
 
 lr(step) = peak * decay ** (step / decay_steps)      (exponential decay, TF-Slim style)
 with peak = lr x ranks when `scale_lr` (Goyal et al.: bigger global batch, bigger LR) and a linear

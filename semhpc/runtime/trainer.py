@@ -3,7 +3,7 @@
 Every rank builds the same model, rank 0's initial weights and optimizer state are broadcast,
 each rank trains on its own disjoint shard of every epoch, `DistributedGradientTape` averages
 gradients with ring-allreduce, and all ranks apply the same update. The learning rate is scaled
-by the number of ranks with a warmup (REFERENCE §3-4). Rank 0 alone writes config, metrics,
+by the number of ranks with a warmup (docs/background.md: Training recipe and Scaling). Rank 0 alone writes config, metrics,
 checkpoints and results, and shows the progress bar.
 
 Run it as one process (`semhpc train --config C`) or under `mpirun -np N` (`semhpc launch`).
@@ -392,5 +392,5 @@ class _RunningMetrics:
         return (time.perf_counter() - self.started) / max(self.steps, 1)
 
     def images_per_sec(self, global_batch):
-        """REFERENCE eq. 4.1: batch_size / step_time x workers."""
+        """eq. 4.1 of De Nobili 2017, docs/background.md: Scaling: batch_size / step_time x workers."""
         return global_batch / self.step_time()

@@ -1,4 +1,4 @@
-"""Transfer learning with TF-Slim semantics (REFERENCE §3): where initial weights come from, which
+"""Transfer learning with TF-Slim semantics (docs/background.md: Training recipe): where initial weights come from, which
 layers they fill, and which layers train.
 
 - `train.init_weights`: a Keras HDF5 weights file, a semhpc run directory (its `final_weights.h5`,
