@@ -16,7 +16,7 @@ from semhpc.hpc import SHIPPED_DIR
 from semhpc.utils.errors import SemhpcError
 
 RUNTIMES_FILE = SHIPPED_DIR / "runtimes.yaml"
-KEYS = ("program", "exec", "gpu", "environment", "home", "bind", "image", "python", "tested")
+KEYS = ("program", "exec", "gpu", "environment", "home", "bind", "image", "python")
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,6 @@ class ContainerRuntime:
     bind: tuple[str, ...]  # words for one folder; {path} is the folder
     image: str  # "path" (a file or folder to check) or "name" (the runtime's own store)
     python: tuple[str, ...]
-    tested: bool
 
     def options(self, binds: list[str], gpus: bool, home: str | None = None) -> list[str]:
         """The words between the program and the image: exec, GPU, environment, the home folder
@@ -58,7 +57,7 @@ def container_runtimes() -> dict[str, ContainerRuntime]:
         if entry["image"] not in ("path", "name"):
             raise SemhpcError(f"{RUNTIMES_FILE}: {name}.image must be path or name, not {entry['image']!r}")
         runtimes[name] = ContainerRuntime(
-            name=name, program=str(entry["program"]), image=entry["image"], tested=bool(entry["tested"]),
+            name=name, program=str(entry["program"]), image=entry["image"],
             **{key: tuple(str(word) for word in entry[key] or ()) for key in ("exec", "gpu", "environment", "home",
                                                                                "bind", "python")})
     return runtimes
