@@ -9,6 +9,7 @@ demo:
 
 test:
 	scripts/bootstrap.sh --test
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest
 
 bootstrap:

@@ -30,7 +30,6 @@ from common import REPO, child_env, machine
 
 sys.path.insert(0, str(REPO / "tests"))
 from hpc_runtime import charliecloud_image  # noqa: E402
-
 from semhpc.hpc.runtimes import container_runtime  # noqa: E402
 from semhpc.runtime.launcher import mpirun_command  # noqa: E402
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from common import best_and_median, bench_json, machine, run_bench_together, write_json
+from common import bench_json, best_and_median, machine, run_bench_together, write_json
 
 from semhpc.runtime.launcher import mpirun_command
 

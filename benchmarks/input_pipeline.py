@@ -23,7 +23,7 @@ import os
 import time
 from pathlib import Path
 
-from common import best_and_median, bench_json, machine, make_dataset, pin_threads, worker_json, write_json
+from common import bench_json, best_and_median, machine, make_dataset, pin_threads, worker_json, write_json
 
 TARGET = 5.0
 

@@ -26,9 +26,8 @@ from pathlib import Path
 from common import machine, write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from testbed_cluster import Testbed  # noqa: E402  (the tests' driver of hpc/testbed/testbed.sh)
-
 from semhpc.runtime.launcher import mpirun_command  # noqa: E402
+from testbed_cluster import Testbed  # noqa: E402  (the tests' driver of hpc/testbed/testbed.sh)
 
 TARGET = 1.85
 VENV_PYTHON = "/opt/semhpc/venv/bin/python"

@@ -25,8 +25,17 @@ import statistics
 import time
 from pathlib import Path
 
-from common import (best_and_median, finish, machine, make_dataset, pin_threads, semhpc_command, start,
-                    worker_json, write_json)
+from common import (
+    best_and_median,
+    finish,
+    machine,
+    make_dataset,
+    pin_threads,
+    semhpc_command,
+    start,
+    worker_json,
+    write_json,
+)
 
 SETUPS = ("semhpc train", "GradientTape loop", "model.fit")
 STEP_INTERVAL = 10  # trainer steps per metrics.jsonl step record

@@ -2,16 +2,16 @@
 real commands: synthetic SEM TIFFs -> ingest -> a 2-rank Horovod training (watched live by the
 monitor while it runs) -> eval -> export -> classify, and beside it a bench rank sweep and a profile.
 
-Import the fixture into a test module with `from artifacts import artifacts`. Each module that
-imports it gets its own pytest fixture, so the work itself is memoised here: it runs once.
+The `artifacts` fixture is registered for every test module by tests/conftest.py
+(`pytest_plugins`): a session fixture, so the work runs once.
 """
 
 from __future__ import annotations
 
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 

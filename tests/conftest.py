@@ -7,6 +7,10 @@ import time
 
 import pytest
 
+# Session fixtures that live in their own modules: `artifacts` (real runs for the monitor,
+# notebook and browser tests).
+pytest_plugins = ["artifacts"]
+
 
 def docker_answers():
     return shutil.which("docker") and subprocess.run(["docker", "info"], capture_output=True).returncode == 0

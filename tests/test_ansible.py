@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-
 ROOT = Path(__file__).resolve().parents[1]
 ANSIBLE = ROOT / "ansible"
 ROLES = sorted(path.name for path in (ANSIBLE / "roles").iterdir())

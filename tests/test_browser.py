@@ -10,9 +10,17 @@ import time
 import nbformat
 import pytest
 
-from artifacts import artifacts, train_command  # noqa: F401  (artifacts is a fixture)
-from browser import VIEWPORT, launch, lab_environment, open_notebook, read_cells, run_all_cells, screenshot, \
-    wait_until_all_ran
+from artifacts import train_command
+from browser import (
+    VIEWPORT,
+    lab_environment,
+    launch,
+    open_notebook,
+    read_cells,
+    run_all_cells,
+    screenshot,
+    wait_until_all_ran,
+)
 from lab_server import refused, running_jupyter, shutdown_kernels
 from semhpc.monitor import open_run
 from semhpc.monitor.notebooks import FIGURE_TAG_PREFIX, NOTEBOOKS, NOTEBOOKS_DIR, inject_parameters

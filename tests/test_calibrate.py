@@ -6,12 +6,12 @@ import json
 
 import numpy as np
 import pytest
-from artifacts import semhpc as run_semhpc
-from test_classify import make_run_dir
 
+from artifacts import semhpc as run_semhpc
 from semhpc.classify.bundle import export_bundle
 from semhpc.classify.calibration import SCORE_BINS, analyse, lowest_threshold, plot
 from semhpc.classify.policy import Thresholds
+from test_classify import make_run_dir
 
 CLASSES = 10
 

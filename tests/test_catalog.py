@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+
 from ingest_helpers import write_tree
 from postgres_server import postgres_server  # noqa: F401  (fixture)
-
 from semhpc.catalog import store
 from semhpc.classify.policy import PREDICTION_FIELDS
 from semhpc.cli import main as semhpc_main

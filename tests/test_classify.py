@@ -18,9 +18,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+
 from artifacts import semhpc as run_semhpc
 from sem_fixtures import REAL_SAMPLES, gradient, write_fei_tiff, write_generic_tiff, write_zeiss_tiff
-
 from semhpc.classify.bundle import export_bundle, read_bundle
 from semhpc.classify.hdf5_group import read_classification
 from semhpc.classify.policy import PREDICTION_FIELDS, Thresholds, prediction

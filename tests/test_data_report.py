@@ -4,10 +4,10 @@ import json
 import shutil
 
 import numpy as np
-from ingest_helpers import read_manifest, write_image, write_tree
 from PIL import Image
-from sem_fixtures import FEI_SECTIONS, ZEISS_PARAMS, gradient
 
+from ingest_helpers import read_manifest, write_image, write_tree
+from sem_fixtures import FEI_SECTIONS, ZEISS_PARAMS, gradient
 from semhpc.cli import main as semhpc_main
 from semhpc.data.split import split_of
 

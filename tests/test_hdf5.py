@@ -6,10 +6,10 @@ import shutil
 import h5py
 import numpy as np
 import pytest
-from ingest_helpers import read_errors, run_semhpc, write_image, write_tree
 from PIL import Image
-from sem_fixtures import REAL_SAMPLES, gradient
 
+from ingest_helpers import read_errors, run_semhpc, write_image, write_tree
+from sem_fixtures import REAL_SAMPLES, gradient
 from semhpc.classify.hdf5_group import hdf5_path, read_classification, write_classification
 from semhpc.cli import main as semhpc_main
 from semhpc.data.nffa_context import FIELDS, check_file, instrument_context

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hpc_runtime import as_user, charliecloud_image, json_of, runtime_user, user_workdir
 
+from hpc_runtime import as_user, charliecloud_image, json_of, runtime_user, user_workdir
 from semhpc.hpc.runtimes import container_runtime
 from semhpc.runtime.launcher import mpirun_command
 from semhpc.runtime.stack import mpirun_version, pmix_version

@@ -16,9 +16,7 @@ import nbformat
 import pytest
 import yaml
 
-from artifacts import artifacts  # noqa: F401  (fixture)
-from browser import VIEWPORT, launch, lab_environment, open_notebook, run_all_cells, screenshot, \
-    wait_until_all_ran
+from browser import VIEWPORT, lab_environment, launch, open_notebook, run_all_cells, screenshot, wait_until_all_ran
 from lab_server import http_answer, stop_process
 from semhpc.monitor.notebooks import FIGURE_TAG_PREFIX, NOTEBOOKS_DIR, inject_parameters
 from slurm_cluster import SlurmCluster, _free_port, missing_binaries

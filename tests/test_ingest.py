@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from ingest_helpers import (
     MPI_ENV,
     read_errors,
@@ -20,7 +21,6 @@ from ingest_helpers import (
     write_tree,
 )
 from sem_fixtures import gradient, write_generic_tiff, write_header_only_tiff, write_pillow_image
-
 from semhpc.cli import main as semhpc_main
 from semhpc.data.categories import CATEGORIES
 from semhpc.data.rank_work import deal_by_weight

@@ -13,7 +13,7 @@ import time
 import pandas as pd
 import pytest
 
-from artifacts import artifacts, semhpc, train_command  # noqa: F401  (artifacts is a fixture)
+from artifacts import semhpc, train_command
 from semhpc.monitor import describe_rank_spread, list_jobs, open_run
 from semhpc.monitor.status import decide_status
 from semhpc.utils.errors import SemhpcError

@@ -4,9 +4,14 @@ real artefacts (no error output, every expected figure shown as an image/png).""
 import nbformat
 import pytest
 
-from artifacts import artifacts  # noqa: F401  (fixture)
-from semhpc.monitor.notebooks import NOTEBOOKS, NOTEBOOKS_DIR, PARAMETERS_TAG, execute_notebook, figure_names, \
-    missing_figures
+from semhpc.monitor.notebooks import (
+    NOTEBOOKS,
+    NOTEBOOKS_DIR,
+    PARAMETERS_TAG,
+    execute_notebook,
+    figure_names,
+    missing_figures,
+)
 
 EXPECTED_FIGURES = {
     "01_monitor_training.ipynb": ["training_curves", "rank_step_spread"],

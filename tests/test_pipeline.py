@@ -10,13 +10,13 @@ import sys
 
 import numpy as np
 import pytest
-from ingest_helpers import MPI_ENV, write_image
 
+from ingest_helpers import MPI_ENV, write_image
 from semhpc.data import pipeline
 from semhpc.data.categories import CATEGORIES
 from semhpc.data.ingest import IngestSettings, ingest
-from semhpc.utils.mpi import World
 from semhpc.utils.errors import SemhpcError
+from semhpc.utils.mpi import World
 
 IMAGES = 70
 SIZE = 24  # model input

@@ -9,8 +9,16 @@ import sys
 import pandas as pd
 import pytest
 
-from semhpc.bench.attribution import (COMMUNICATION, COVERED_KINDS, FRAMEWORK_BETWEEN_OPS, FRAMEWORK_LAUNCH,
-                                      INPUT_WAIT, OpNamer, attribute_step, innermost_pieces)
+from semhpc.bench.attribution import (
+    COMMUNICATION,
+    COVERED_KINDS,
+    FRAMEWORK_BETWEEN_OPS,
+    FRAMEWORK_LAUNCH,
+    INPUT_WAIT,
+    OpNamer,
+    attribute_step,
+    innermost_pieces,
+)
 from semhpc.bench.trace import Interval, StepTrace
 from semhpc.cli import main as cli
 from semhpc.runtime.launcher import mpirun_command

@@ -12,6 +12,7 @@ import re
 import numpy as np
 import pytest
 import tifffile
+
 from sem_fixtures import (
     REAL_SAMPLES,
     ZEISS_PARAMS,
@@ -20,15 +21,14 @@ from sem_fixtures import (
     write_fei_tiff,
     write_generic_tiff,
     write_header_only_tiff,
-    write_tiff_with_unknown_tag_type,
     write_multipage_tiff,
     write_pillow_image,
+    write_tiff_with_unknown_tag_type,
     write_zeiss_tiff,
 )
-
 from semhpc.cli import main as semhpc_main
-from semhpc.utils import files
 from semhpc.data.sem_tiff import MAX_PIXELS, MIN_SIDE, SemReadError, display_path, read_metadata, read_sem_tiff
+from semhpc.utils import files
 
 needs_samples = pytest.mark.skipif(not REAL_SAMPLES.is_dir(), reason=f"real SEM samples not found at {REAL_SAMPLES}")
 

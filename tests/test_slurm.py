@@ -14,10 +14,10 @@ import urllib.request
 
 import pytest
 import yaml
-from slurm_cluster import SlurmCluster, missing_binaries
 
 from semhpc.hpc import SHIPPED_DIR
 from semhpc.utils.metrics_log import read_metrics
+from slurm_cluster import SlurmCluster, missing_binaries
 
 pytestmark = pytest.mark.slow
 

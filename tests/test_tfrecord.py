@@ -2,8 +2,8 @@
 
 import numpy as np
 import tensorflow as tf
-from sem_fixtures import gradient
 
+from sem_fixtures import gradient
 from semhpc.data import tfrecord
 
 META = {"vendor": "Zeiss", "model": "Sigma-03-12", "pixel_size_m": 4.467e-09, "magnification": 25000.0,

@@ -30,7 +30,7 @@ def test_default_evaluation_split_is_validation():
 
 
 def submitted_gpus(capsys, *argv) -> tuple[str, str]:
-    assert cli.main(["submit", "--cluster", "galileo", "--job", "train", "--dry-run", *argv]) == 0
+    assert cli.main(["submit", "--cluster", "leonardo-booster", "--job", "train", "--dry-run", *argv]) == 0
     script = capsys.readouterr().out.splitlines()
     return next(line for line in script if "--gres" in line), next(line for line in script if "--ntasks-per-node" in line)
 
@@ -42,7 +42,7 @@ def test_submit_of_a_thesis_config_asks_for_its_gpus(tmp_path, monkeypatch, caps
         "#SBATCH --gres=gpu:2", "#SBATCH --ntasks-per-node=2")
     assert submitted_gpus(capsys, "--", "--config", str(by_table["t33"])) == (
         "#SBATCH --gres=gpu:4", "#SBATCH --ntasks-per-node=4")
-    # --gpus-per-node and --set launch.gpus override the config; 0 means the whole GPU node (galileo: 4)
+    # --gpus-per-node and --set launch.gpus override the config; 0 means the whole GPU node (leonardo-booster: 4)
     assert submitted_gpus(capsys, "--gpus-per-node", "1", "--", "--config", str(by_table["t33"]))[0] \
         == "#SBATCH --gres=gpu:1"
     assert submitted_gpus(capsys, "--", "--config", str(by_table["t31"]), "--set", "launch.gpus=0")[0] \

@@ -8,14 +8,14 @@ stamp of its parameters; ingest resumes by itself); training always runs afresh.
 
 from __future__ import annotations
 
-from semhpc.utils import options
-
 import json
 import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from semhpc.utils import options
 
 HELP = "Run the main job on synthetic SEM data: synth -> ingest -> Horovod training -> test accuracy."
 

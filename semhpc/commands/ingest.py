@@ -7,9 +7,9 @@ error, 3 internal error. Details in semhpc/data/ingest.py and docs/ingest.md.
 
 from __future__ import annotations
 
-from semhpc.utils import options
-
 from pathlib import Path
+
+from semhpc.utils import options
 
 HELP = ("Convert SRC/<Category>/*.tif into sharded TFRecords with a stable 80/10/10 split "
         "(MPI-parallel, resumable); exit 1 if any file was skipped.")
@@ -32,8 +32,8 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     from semhpc.data.class_map import load_class_map
     from semhpc.data.ingest import IngestSettings, ingest
-    from semhpc.utils.mpi import mpi_world
     from semhpc.data.split import parse_fractions
+    from semhpc.utils.mpi import mpi_world
 
     settings = IngestSettings(
         source=Path(args.source),

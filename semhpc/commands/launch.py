@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from semhpc.utils import options
-
 import os
-import sys
+
+from semhpc.utils import options
 
 HELP = "Run a semhpc command (e.g. train) on N MPI ranks with fast CPU defaults; prints the mpirun line."
 

@@ -43,14 +43,13 @@ from pathlib import Path
 
 from semhpc import __version__
 from semhpc.data import rank_work
-from semhpc.utils.mpi import World
+from semhpc.data.nffa_context import instrument_context, load_facility_metadata, merge, normalised_path, write_groups
 from semhpc.data.sem_tiff import SemImage, SemReadError, display_path, read_sem_tiff
 from semhpc.data.source_tree import FoundFile, find_images
-from semhpc.data.nffa_context import instrument_context, load_facility_metadata, merge, normalised_path, \
-    write_groups
 from semhpc.data.tfrecord import pixel_sha256
 from semhpc.utils import atomic
 from semhpc.utils.errors import SemhpcError
+from semhpc.utils.mpi import World
 
 SCHEMA_VERSION = 2  # 2: /user and /sample groups
 CHUNK_SIDE = 256

@@ -44,12 +44,12 @@ import numpy as np
 from semhpc import __version__
 from semhpc.data import rank_work, tfrecord
 from semhpc.data.class_map import ClassMap, default_class_map
-from semhpc.utils.mpi import World
 from semhpc.data.sem_tiff import SemReadError, display_path, read_sem_tiff
 from semhpc.data.source_tree import ImageFinder
 from semhpc.data.split import DEFAULT_FRACTIONS, SPLITS, shard_of, split_of
 from semhpc.utils import atomic
 from semhpc.utils.errors import SemhpcError
+from semhpc.utils.mpi import World
 
 MANIFEST_FORMAT = 1
 RECORD_VERSION = 1  # part of every shard fingerprint: bump when the record content changes

@@ -25,7 +25,6 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageDraw
 
-
 # ---------------------------------------------------------------------------------------------
 # Drawing helpers shared by the morphologies
 

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 
-
 def _shipped_dir() -> Path:
     """The repository's hpc/ folder (a checkout or editable install), else the copy a wheel
     installs into <prefix>/share/semhpc/hpc (pyproject.toml data-files)."""

@@ -18,7 +18,6 @@ from dataclasses import dataclass, replace
 
 from semhpc.utils.errors import SemhpcError
 
-
 # CUDA compute capabilities the semhpc cuda image is built for: containers/Dockerfile's CUDA_CC_LIST
 # (Horovod's NCCL kernels; TensorFlow 2.15's CUDA 12 build has no kernels for 3.x-6.x GPUs worth
 # running). tests/test_hpc_render.py checks that the two lists agree.

@@ -13,8 +13,13 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from semhpc.monitor.status import DEFAULT_MIN_STALL_SECONDS, DEFAULT_STALL_FACTOR, RunStatus, \
-    decide_status, read_status_file
+from semhpc.monitor.status import (
+    DEFAULT_MIN_STALL_SECONDS,
+    DEFAULT_STALL_FACTOR,
+    RunStatus,
+    decide_status,
+    read_status_file,
+)
 from semhpc.utils.errors import SemhpcError
 from semhpc.utils.metrics_log import read_metrics
 

@@ -15,7 +15,6 @@ import signal
 import threading
 from typing import Callable
 
-
 _callback: list[Callable[[], None]] = []  # the current one; the watcher thread starts once
 
 

@@ -15,7 +15,6 @@ from typing import Any, Iterator
 
 from semhpc.utils.errors import WRITE_FAILURES, write_failure
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
