@@ -1,5 +1,6 @@
 """Fixtures shared by several test modules."""
 
+import ctypes
 import os
 import shutil
 import subprocess
@@ -46,3 +47,30 @@ def testbed(docker_daemon):
         yield bed.up()
     finally:
         bed.down()
+
+
+# What an Open MPI singleton adds to the process environment.
+MPI_SINGLETON_PREFIXES = ("PMIX_", "OMPI_", "ORTE_", "IPATH_", "HFI_")
+
+
+def c_environment_names():
+    """Names in the C library's environment, which subprocesses inherit; os.environ is Python's
+    copy from start-up and does not see what C code sets later."""
+    environ = ctypes.POINTER(ctypes.c_char_p).in_dll(ctypes.CDLL(None), "environ")
+    names, index = [], 0
+    while environ[index]:
+        names.append(environ[index].split(b"=", 1)[0].decode(errors="replace"))
+        index += 1
+    return names
+
+
+@pytest.fixture(autouse=True)
+def no_mpi_singleton_environment():
+    """A test that runs training (Horovod) or MPI in the pytest process makes Open MPI a singleton,
+    which sets PMIX_*/OMPI_* variables in the C environment: every `mpirun` a later test starts
+    would take itself for part of that job and exit 1 without a word. They are dropped after each
+    test (variables that were there at start-up, such as OMPI_ALLOW_RUN_AS_ROOT, stay)."""
+    yield
+    for name in c_environment_names():
+        if name.startswith(MPI_SINGLETON_PREFIXES) and name not in os.environ:
+            os.unsetenv(name)
