@@ -408,9 +408,11 @@ def test_reused_horovod_wheel_skips_the_compile(cpu_build, tmp_path):
     [reused] = wheelhouse.glob(f"horovod-{semhpc.SUPPORTED_HOROVOD}-*.whl")
     image = "semhpc-reuse-test"
     try:
-        result = build_cpu_image("--reuse-wheels", str(wheelhouse), "--no-archive", "--out", str(tmp_path),
-                                 env={"SEMHPC_IMAGE": image})
-        assert f"using the prebuilt {reused.name}" in result.stderr
+        build_cpu_image("--reuse-wheels", str(wheelhouse), "--no-archive", "--out", str(tmp_path),
+                        env={"SEMHPC_IMAGE": image})
+        # The exported wheel is that very file (a compile would differ byte for byte). Docker may
+        # take the step from its cache when the same wheel was reused before, so its message
+        # ("using the prebuilt ...") is not always printed.
         exported = tmp_path / f"wheelhouse-{semhpc.__version__}-cpu" / reused.name
         assert exported.read_bytes() == reused.read_bytes()
         report = json.loads(run_in_image(f"{image}:cpu", "semhpc", "doctor", "--json").stdout)
