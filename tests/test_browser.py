@@ -143,8 +143,10 @@ def test_every_path_the_page_uses_is_refused_without_the_token(served, chromium)
         shutdown_kernels(base, TOKEN)
 
 
-LIVE_EPOCHS = 6          # 48 steps of the tiny model: some 30-60 s after the first step on 2 busy cores
-LIVE_TIMEOUT = 420
+# 240 steps of the tiny model: about 60 s after the first step on 2 idle cores (48 steps took 12 s,
+# over before the page had drawn three times), some 4 minutes on busy ones.
+LIVE_EPOCHS = 30
+LIVE_TIMEOUT = 900
 RUNNING = re.compile(r"running: step (\d+)/(\d+) \(\d+%\)")
 RANK_SPREAD = re.compile(r"step time per rank \(median of the last \d+ intervals\): rank 0 [\d.]+ s, "
                          r"rank 1 [\d.]+ s; slowest rank [01] at [\d.]+x the fastest")
