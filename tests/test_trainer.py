@@ -218,6 +218,40 @@ def test_kill_9_mid_epoch_then_resume_gives_the_same_step_count(dataset, tmp_pat
     assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [1, 2, 3]
 
 
+# A run whose validation fails at the end of epoch 2, as when a rank dies there: one process,
+# with semhpc.runtime.evaluation.evaluate replaced by one that raises on its second call.
+DIE_IN_SECOND_VALIDATION = """
+import sys
+import semhpc.runtime.evaluation as evaluation
+from semhpc.cli import main
+real, calls = evaluation.evaluate, []
+def evaluate(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 2:
+        raise SystemExit(9)
+    return real(*args, **kwargs)
+evaluation.evaluate = evaluate
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_run_that_dies_in_an_epochs_validation_resumes_with_that_epochs_record(dataset, tmp_path):
+    """The epoch's last step is checkpointed only after its epoch record: a checkpoint before it
+    would make the resumed run start at the next epoch, and the epoch record would never be written."""
+    run = tmp_path / "run"
+    per_epoch = steps_per_epoch(dataset, ranks=1)
+    args = train_args(dataset, run, f"train.checkpoint_every={per_epoch}", "train.epochs=3")
+    died = subprocess.run([sys.executable, "-c", DIE_IN_SECOND_VALIDATION, *args], capture_output=True, text=True,
+                          timeout=600)
+    assert died.returncode == 9, died.stderr[-3000:]
+    assert [r["epoch"] for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "epoch"] == [1]
+    out = semhpc("train", "--resume", str(run), timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    records = read_metrics(run / "metrics.jsonl")
+    assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [1, 2, 3]
+    assert [r["step"] for r in records if r["kind"] == "step"] == list(range(1, 3 * per_epoch + 1))
+
+
 def test_resume_without_checkpoint_is_one_clear_line(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.yaml").write_text("train:\n  epochs: 1\n")

@@ -180,7 +180,10 @@ def _train(cfg: Config, resume: bool, world, run_dir: Path) -> dict:
                               step_time=interval.step_time(),
                               rank_step_times=[float(t) for t in rank_times.numpy()])
                 interval = _RunningMetrics()
-            if world.is_root and cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0:
+            # The epoch's last step is checkpointed below, after its epoch record: a checkpoint
+            # ahead of that record would let a resume skip the record (a rank dying in validation).
+            if (world.is_root and cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0
+                    and step % steps_per_epoch != 0):
                 manager.save(checkpoint_number=step)
         bar.close()
         train_time = time.perf_counter() - whole_epoch.started
