@@ -1,7 +1,7 @@
 """What `semhpc bench` and `semhpc profile` time: a registry model, one synthetic batch held in
-memory, and the trainer's own training step.
+memory, and the trainer's own setup and training step (runtime/recipe.py).
 
-Using the trainer's step (its loss, weight decay, Horovod `DistributedGradientTape` and optimizer)
+Using the trainer's setup and step (its loss, weight decay, Horovod `DistributedGradientTape` and optimizer)
 means a benchmark figure is a training figure, not the figure of a simpler loop. Synthetic input
 (docs/background.md: Scaling, the thesis' benchmark method) keeps the input pipeline out of the measurement.
 """
@@ -15,7 +15,8 @@ import tensorflow as tf
 
 from semhpc.data.categories import CATEGORIES
 from semhpc.model import registry
-from semhpc.runtime.precision import Precision, apply_precision, enable_xla, resolve_precision
+from semhpc.runtime.precision import Precision
+from semhpc.runtime.recipe import make_train_step, set_up_training
 from semhpc.utils.errors import SemhpcError
 
 DATA_FORMATS = ("channels_last", "channels_first")
@@ -43,36 +44,20 @@ def build_workload(cfg, data_format: str = "channels_last", world_size: int = 1)
 
     Horovod must be initialised (the trainer's step allreduces through it).
     """
-    from semhpc.runtime.schedule import make_optimizer, make_schedule
-
-    has_gpu = bool(tf.config.list_physical_devices("GPU"))
-    check_data_format(data_format, has_gpu)
-    spec = registry.get_spec(cfg.model.name)
-    precision = resolve_precision(cfg.train.precision, has_gpu)
-    apply_precision(precision)
-    if cfg.train.xla:
-        enable_xla()
-    tf.keras.utils.set_random_seed(cfg.train.seed)
-    with_aux = bool(cfg.model.aux_logits and spec.aux_loss_weight)
-    model = registry.build(cfg.model.name, num_classes=len(CATEGORIES), input_size=cfg.data.image_size,
-                           aux_logits=with_aux, dropout=cfg.model.dropout or None)
-    if data_format == "channels_first":
-        model = channels_first(model)
-
-    optimizer = make_optimizer(cfg.train, make_schedule(cfg.train, _SCHEDULE_STEPS_PER_EPOCH, world_size))
-    if precision.loss_scaling:
-        optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
-    optimizer.build(model.trainable_variables)
-    train_step = trainer_step(model, optimizer, cfg.train, spec.aux_loss_weight if with_aux else None, precision,
-                              allreduce=world_size > 1)
+    check_data_format(data_format, bool(tf.config.list_physical_devices("GPU")))
+    setup = set_up_training(cfg, len(CATEGORIES), _SCHEDULE_STEPS_PER_EPOCH, world_size,
+                            prepare_model=channels_first if data_format == "channels_first" else None)
+    train_step = make_train_step(setup, cfg.train, len(CATEGORIES), allreduce=world_size > 1)
+    model = setup.model
 
     @tf.function
     def forward_step(images):
         outputs = model(images, training=False)
         return outputs[0] if isinstance(outputs, (list, tuple)) else outputs
 
-    images, labels = synthetic_batch(cfg.train.batch_size, cfg.data.image_size, spec, data_format, cfg.train.seed)
-    return Workload(model, optimizer, train_step, forward_step, images, labels, precision)
+    images, labels = synthetic_batch(cfg.train.batch_size, cfg.data.image_size, setup.spec, data_format,
+                                     cfg.train.seed)
+    return Workload(model, setup.optimizer, train_step, forward_step, images, labels, setup.precision)
 
 
 def check_data_format(data_format: str, has_gpu: bool) -> None:
@@ -83,14 +68,6 @@ def check_data_format(data_format: str, has_gpu: bool) -> None:
     if data_format == "channels_first" and not has_gpu:
         raise SemhpcError("--data-format channels_first needs a GPU: TensorFlow's CPU kernels are NHWC only "
                           "(docs/background.md: Scaling: NCHW on GPU, NHWC on CPU)")
-
-
-def trainer_step(model, optimizer, train_cfg, aux_loss_weight, precision, allreduce: bool) -> Callable:
-    """The trainer's compiled training step (the one place that reaches into the trainer)."""
-    from semhpc.runtime.trainer import _make_train_step
-
-    return _make_train_step(model, optimizer, train_cfg, len(CATEGORIES), aux_loss_weight, precision,
-                            allreduce=allreduce)
 
 
 def synthetic_batch(batch_size: int, image_size: int, spec, data_format: str, seed: int):

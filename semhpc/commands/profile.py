@@ -97,14 +97,9 @@ def _batches(workload, cfg, data_dir, ranks):
 
     if data_dir is None:
         return iter(tf.data.Dataset.from_tensors((workload.images, workload.labels)).repeat())
-    from semhpc.data import pipeline
-    from semhpc.model import registry
+    from semhpc.runtime.recipe import split_dataset
 
-    spec = registry.get_spec(cfg.model.name)
-    dataset = pipeline.make_dataset(data_dir, "train", cfg.data.image_size, cfg.train.batch_size, training=True,
-                                    rank=ranks.rank, world_size=ranks.size, seed=cfg.train.seed,
-                                    preprocess_fn=lambda images: registry.preprocess(images, spec),
-                                    augment=cfg.data.augment, cache=cfg.data.cache)
+    dataset = split_dataset(cfg, "train", training=True, rank=ranks.rank, world_size=ranks.size, data_dir=data_dir)
     return iter(dataset.repeat())
 
 

@@ -37,16 +37,14 @@ def evaluate_run(run_dir: Path, split: str = "test", data_dir: str | None = None
     import horovod.tensorflow as hvd
 
     from semhpc.data import pipeline
-    from semhpc.model import registry
     from semhpc.runtime.evaluation import evaluate
+    from semhpc.runtime.recipe import split_dataset
     from semhpc.runtime.run_artifacts import load_trained_model, trained_weights
 
     classes = list(pipeline.load_manifest(cfg.data.dir)["classes"])
-    spec = registry.get_spec(cfg.model.name)
     model = load_trained_model(run_dir, cfg, len(classes))
-    dataset = pipeline.make_dataset(cfg.data.dir, split, cfg.data.image_size, batch_size, training=False,
-                                    rank=world.rank, world_size=world.size,
-                                    preprocess_fn=lambda x: registry.preprocess(x, spec), augment=False)
+    dataset = split_dataset(cfg, split, training=False, rank=world.rank, world_size=world.size,
+                            batch_size=batch_size, cache=False)
     result = evaluate(model, dataset, len(classes), hvd, class_names=classes)
     if not world.is_root:
         return None

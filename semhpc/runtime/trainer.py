@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Optional
 
 from semhpc.config import Config, save_config
 from semhpc.runtime import transfer
-from semhpc.runtime.precision import apply_precision, enable_xla, resolve_precision
+from semhpc.runtime.recipe import TrainingSetup, make_train_step, set_up_training, split_dataset
 from semhpc.runtime.run_artifacts import save_weights, status_owned_by_me, write_status
 from semhpc.runtime.stack import require_supported_stack
 from semhpc.runtime.termination import on_termination
@@ -66,43 +68,70 @@ def _damaged_record(exc: BaseException, data_dir) -> SemhpcError | None:
 
 
 def _train(cfg: Config, resume: bool, world, run_dir: Path) -> dict:
+    """The recipe: set up (the same start on every rank), train epoch by epoch, test and save."""
+    run = _set_up(cfg, resume, world, run_dir)
+    for epoch in range(run.first_epoch, cfg.train.epochs):
+        whole_epoch = _train_epoch(run, epoch)
+        _end_epoch(run, epoch, whole_epoch)
+    return _finish(run)
+
+
+@dataclass
+class _Run:
+    """What the steps of one training run share."""
+
+    cfg: Config
+    world: object  # runtime.distributed.World
+    run_dir: Path
+    hvd: object  # horovod.tensorflow
+    classes: list
+    setup: TrainingSetup
+    steps_per_epoch: int
+    train_steps: Callable  # (iterator, n) -> (loss sum, correct) of n steps
+    train_batches: object  # one iterator over all remaining epochs' batches
+    validation: object  # the eval split's dataset, iterated anew each epoch
+    checkpoint: object
+    step: int  # the global step, counted in Python (see _set_up)
+    first_epoch: int
+    done_in_first: int  # steps of first_epoch an interrupted run had already trained
+    log: Optional[MetricsLog] = None  # rank 0 only
+    manager: object = None  # rank 0's tf.train.CheckpointManager
+
+    @property
+    def global_batch(self) -> int:
+        return self.cfg.train.batch_size * self.world.size
+
+
+def _set_up(cfg: Config, resume: bool, world, run_dir: Path) -> _Run:
+    """Check the data, build model and optimizer, restore (resume) or initialise weights, give
+    every rank rank 0's starting point, and open rank 0's records."""
     import horovod.tensorflow as hvd
     import tensorflow as tf
 
     from semhpc.data import pipeline
     from semhpc.model import registry
-    from semhpc.runtime.evaluation import evaluate, format_report
-    from semhpc.runtime.schedule import make_optimizer, make_schedule
 
     if not resume and (run_dir / "metrics.jsonl").exists():
         raise SemhpcError(f"{run_dir} already holds a run (metrics.jsonl): continue it with "
                           f"`semhpc train --resume {run_dir}` or choose another run.dir")
     manifest = pipeline.load_manifest(cfg.data.dir)
     classes = list(manifest["classes"])
-    spec = registry.get_spec(cfg.model.name)
-    precision = resolve_precision(cfg.train.precision, bool(tf.config.list_physical_devices("GPU")))
-    apply_precision(precision)
-    if cfg.train.xla:
-        enable_xla()
-
-    tf.keras.utils.set_random_seed(cfg.train.seed)
-    model, inference_model = _build_models(cfg, spec, len(classes))
-    init_file = transfer.resolve_init_weights(cfg.train.init_weights, cfg.model.name)
-    if init_file is None and cfg.train.mode != "scratch":
-        raise SemhpcError(f"train.mode={cfg.train.mode} needs train.init_weights (a weights file, run dir or imagenet)")
-    if init_file is not None and not resume:
-        transfer.restore_except_logits(model, init_file, spec.logits_scopes)
-    transfer.freeze_for_mode(model, cfg.train.mode, spec.logits_scopes)
-
     steps_per_epoch = pipeline.steps_per_epoch(manifest, "train", cfg.train.batch_size, world.size)
     for split in ("train", "validation", "test"):  # test is read only at the end: check every split now
         pipeline.check_split(manifest, split, cfg.data.dir)
-    schedule = make_schedule(cfg.train, steps_per_epoch, world.size)
-    optimizer = make_optimizer(cfg.train, schedule)
-    if precision.loss_scaling:
-        optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
-    optimizer.build(model.trainable_variables)
+    init_file = transfer.resolve_init_weights(cfg.train.init_weights, cfg.model.name)
+    if init_file is None and cfg.train.mode != "scratch":
+        raise SemhpcError(f"train.mode={cfg.train.mode} needs train.init_weights (a weights file, run dir or imagenet)")
+    logits_scopes = registry.get_spec(cfg.model.name).logits_scopes
 
+    def initialise(model):  # before the optimizer is built: it keeps slots for trainable variables only
+        if init_file is not None and not resume:
+            transfer.restore_except_logits(model, init_file, logits_scopes)
+        transfer.freeze_for_mode(model, cfg.train.mode, logits_scopes)
+        return model
+
+    setup = set_up_training(cfg, len(classes), steps_per_epoch, world.size, prepare_model=initialise)
+    model, optimizer = setup.model, setup.optimizer
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
     if resume:  # every rank reads the same checkpoint; only rank 0 ever writes one
         try:
@@ -115,18 +144,7 @@ def _train(cfg: Config, resume: bool, world, run_dir: Path) -> dict:
     hvd.broadcast_variables(model.variables, root_rank=0)
     hvd.broadcast_variables(optimizer.variables, root_rank=0)
     start_step = int(optimizer.iterations)
-
-    train_step = _make_train_step(model, optimizer, cfg.train, len(classes), spec.aux_loss_weight, precision,
-                                  allreduce=world.size > 1)
-    train_steps = _make_train_steps(train_step)
-
-    def dataset(split, training, epoch=0, epochs=1):
-        return pipeline.make_dataset(
-            cfg.data.dir, split, cfg.data.image_size, cfg.train.batch_size, training=training,
-            rank=world.rank, world_size=world.size, seed=cfg.train.seed, epoch=epoch, epochs=epochs,
-            preprocess_fn=lambda x: registry.preprocess(x, spec), augment=cfg.data.augment,
-            cache=cfg.data.cache,
-        )
+    train_steps = _make_train_steps(make_train_step(setup, cfg.train, len(classes), allreduce=world.size > 1))
 
     hosts = _rank_hosts(hvd)
     log = manager = None
@@ -139,100 +157,107 @@ def _train(cfg: Config, resume: bool, world, run_dir: Path) -> dict:
         log.write(kind="resume" if resume else "start", step=start_step, ranks=world.size, hosts=hosts,
                   threads_per_rank=world.threads, model=cfg.model.name, params=int(model.count_params()),
                   trainable_params=int(sum(v.shape.num_elements() for v in model.trainable_variables)),
-                  mode=cfg.train.mode, precision=precision.policy,
+                  mode=cfg.train.mode, precision=setup.precision.policy,
                   steps_per_epoch=steps_per_epoch, global_batch=cfg.train.batch_size * world.size)
-        if precision.note:
-            print(precision.note, flush=True)
+        if setup.precision.note:
+            print(setup.precision.note, flush=True)
         manager = tf.train.CheckpointManager(checkpoint, run_dir / "checkpoints",
                                              max_to_keep=cfg.train.keep_checkpoints)
 
-    global_batch = cfg.train.batch_size * world.size
     first_epoch, done_in_first = divmod(start_step, steps_per_epoch)
-    # Counted in Python: reading optimizer.iterations (or a step's loss) would wait for the step
-    # to finish before the next one is dispatched, a bubble of Python overhead every step.
-    step = start_step
     # One pipeline for all remaining epochs. Each epoch's order is a pure function of (seed, epoch):
     # a resumed run skips exactly the batches the interrupted run had already trained on.
-    train_batches = iter(dataset("train", True, first_epoch, cfg.train.epochs - first_epoch).skip(done_in_first))
+    train_batches = iter(split_dataset(cfg, "train", training=True, rank=world.rank, world_size=world.size,
+                                       epoch=first_epoch, epochs=cfg.train.epochs - first_epoch).skip(done_in_first))
     # train.eval_split: validation (default) or test (the thesis' protocol); built once, iterated anew.
-    validation = dataset(cfg.train.eval_split, False)
-    for epoch in range(first_epoch, cfg.train.epochs):
-        skip = done_in_first if epoch == first_epoch else 0
-        interval, whole_epoch = _RunningMetrics(), _RunningMetrics()
-        bar = progress(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
-                       enabled=world.is_root, unit="step")
-        bar.update(skip)
-        for steps in _executions(step, steps_per_epoch - skip, cfg.train):
-            loss_sum, correct = train_steps(train_batches, tf.constant(steps))
-            for running in (interval, whole_epoch):
-                running.add(loss_sum, correct, steps, steps * cfg.train.batch_size)
-            bar.update(steps)
-            step += steps
-            if step % cfg.train.log_every == 0:
-                loss_avg, acc_avg = interval.averaged(hvd, "interval_metrics")
-                rate = interval.images_per_sec(global_batch)
-                # Each rank's own step time (a collective: every rank calls it): the spread shows stragglers.
-                rank_times = hvd.allgather(tf.constant([interval.step_time()], tf.float64), name="rank_step_times")
-                if world.is_root:
-                    bar.set_postfix(loss=f"{loss_avg:.3f}", acc=f"{acc_avg:.3f}", img_s=f"{rate:.0f}")
-                    log.write(kind="step", step=step, epoch=epoch + 1, loss=loss_avg, accuracy=acc_avg,
-                              lr=float(schedule(step)), images_per_sec=rate,
-                              step_time=interval.step_time(),
-                              rank_step_times=[float(t) for t in rank_times.numpy()])
-                interval = _RunningMetrics()
-            # The epoch's last step is checkpointed below, after its epoch record: a checkpoint
-            # ahead of that record would let a resume skip the record (a rank dying in validation).
-            if (world.is_root and cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0
-                    and step % steps_per_epoch != 0):
-                manager.save(checkpoint_number=step)
-        bar.close()
-        train_time = time.perf_counter() - whole_epoch.started
-        loss_avg, acc_avg = whole_epoch.averaged(hvd, "epoch_metrics")
-        _average_batchnorm_statistics(model, hvd)
-        val = evaluate(inference_model, validation, len(classes), hvd)
-        if world.is_root:
-            rate = whole_epoch.images_per_sec(global_batch)
-            log.write(kind="epoch", step=step, epoch=epoch + 1, loss=loss_avg, accuracy=acc_avg,
-                      val_loss=val["loss"], val_accuracy=val["accuracy"], eval_split=cfg.train.eval_split,
-                      lr=float(schedule(step)),
-                      images_per_sec=rate, epoch_time=train_time)
-            manager.save(checkpoint_number=step)
-            save_weights(inference_model, run_dir / "latest_weights.h5")
-            write_status(run_dir, "running", step)
-            print(f"epoch {epoch + 1}: loss {loss_avg:.4f} acc {acc_avg:.4f} "
-                  f"{cfg.train.eval_split} acc {val['accuracy']:.4f} "
-                  f"({rate:.1f} img/s over {world.size} rank(s))", flush=True)
-
-    test = evaluate(inference_model, dataset("test", False), len(classes), hvd, class_names=classes)
-    test["replica_fingerprints"] = _replica_fingerprints(model, hvd)
-    test["steps"] = int(optimizer.iterations)
-    if world.is_root:
-        save_weights(inference_model, run_dir / "final_weights.h5")
-        atomic.write_json(run_dir / "test_metrics.json", test)
-        log.write(kind="test", step=test["steps"], accuracy=test["accuracy"], loss=test["loss"],
-                  top5_accuracy=test["top5_accuracy"])
-        log.close()
-        write_status(run_dir, "finished", test["steps"])
-        print(format_report(test), flush=True)
-    return test
+    validation = split_dataset(cfg, cfg.train.eval_split, training=False, rank=world.rank, world_size=world.size)
+    # The step is counted in Python: reading optimizer.iterations (or a step's loss) would wait for
+    # the step to finish before the next one is dispatched, a bubble of Python overhead every step.
+    return _Run(cfg, world, run_dir, hvd, classes, setup, steps_per_epoch, train_steps, train_batches, validation,
+                checkpoint, start_step, first_epoch, done_in_first, log, manager)
 
 
-def _build_models(cfg: Config, spec, num_classes: int):
-    """(model trained, model evaluated and saved): the same layers; the trained one also has the
-    auxiliary head when the architecture has one and `model.aux_logits` is on."""
+def _train_epoch(run: _Run, epoch: int) -> _RunningMetrics:
+    """Train epoch `epoch` (the rest of it on resume), logging every `log_every` steps and
+    checkpointing every `checkpoint_every`; returns this rank's metrics of the whole epoch."""
     import tensorflow as tf
 
-    from semhpc.model import registry
+    cfg, world, hvd = run.cfg, run.world, run.hvd
+    skip = run.done_in_first if epoch == run.first_epoch else 0
+    interval, whole_epoch = _RunningMetrics(), _RunningMetrics()
+    bar = progress(total=run.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.train.epochs}",
+                   enabled=world.is_root, unit="step")
+    bar.update(skip)
+    for steps in _executions(run.step, run.steps_per_epoch - skip, cfg.train):
+        loss_sum, correct = run.train_steps(run.train_batches, tf.constant(steps))
+        for running in (interval, whole_epoch):
+            running.add(loss_sum, correct, steps, steps * cfg.train.batch_size)
+        bar.update(steps)
+        run.step += steps
+        if run.step % cfg.train.log_every == 0:
+            loss_avg, acc_avg = interval.averaged(hvd, "interval_metrics")
+            rate = interval.images_per_sec(run.global_batch)
+            # Each rank's own step time (a collective: every rank calls it): the spread shows stragglers.
+            rank_times = hvd.allgather(tf.constant([interval.step_time()], tf.float64), name="rank_step_times")
+            if world.is_root:
+                bar.set_postfix(loss=f"{loss_avg:.3f}", acc=f"{acc_avg:.3f}", img_s=f"{rate:.0f}")
+                run.log.write(kind="step", step=run.step, epoch=epoch + 1, loss=loss_avg, accuracy=acc_avg,
+                              lr=float(run.setup.schedule(run.step)), images_per_sec=rate,
+                              step_time=interval.step_time(),
+                              rank_step_times=[float(t) for t in rank_times.numpy()])
+            interval = _RunningMetrics()
+        # The epoch's last step is checkpointed by _end_epoch, after its epoch record: a checkpoint
+        # ahead of that record would let a resume skip the record (a rank dying in validation).
+        if (world.is_root and cfg.train.checkpoint_every and run.step % cfg.train.checkpoint_every == 0
+                and run.step % run.steps_per_epoch != 0):
+            run.manager.save(checkpoint_number=run.step)
+    bar.close()
+    return whole_epoch
 
-    with_aux = bool(cfg.model.aux_logits and spec.aux_loss_weight)
-    model = registry.build(cfg.model.name, num_classes=num_classes, input_size=cfg.data.image_size,
-                           aux_logits=with_aux, dropout=cfg.model.dropout or None)
-    for layer in model.layers:
-        if isinstance(layer, tf.keras.layers.BatchNormalization):
-            layer.momentum = cfg.model.bn_momentum
-    if not with_aux:
-        return model, model
-    return model, tf.keras.Model(model.inputs, model.outputs[0], name=f"{model.name}_inference")
+
+def _end_epoch(run: _Run, epoch: int, whole_epoch: _RunningMetrics) -> None:
+    """Average the epoch's metrics and BatchNorm statistics over ranks, validate, and (rank 0)
+    write the epoch record, then the checkpoint and weights."""
+    from semhpc.runtime.evaluation import evaluate
+
+    cfg, world, hvd = run.cfg, run.world, run.hvd
+    train_time = time.perf_counter() - whole_epoch.started
+    loss_avg, acc_avg = whole_epoch.averaged(hvd, "epoch_metrics")
+    _average_batchnorm_statistics(run.setup.model, hvd)
+    val = evaluate(run.setup.inference_model, run.validation, len(run.classes), hvd)
+    if world.is_root:
+        rate = whole_epoch.images_per_sec(run.global_batch)
+        run.log.write(kind="epoch", step=run.step, epoch=epoch + 1, loss=loss_avg, accuracy=acc_avg,
+                      val_loss=val["loss"], val_accuracy=val["accuracy"], eval_split=cfg.train.eval_split,
+                      lr=float(run.setup.schedule(run.step)),
+                      images_per_sec=rate, epoch_time=train_time)
+        run.manager.save(checkpoint_number=run.step)
+        save_weights(run.setup.inference_model, run.run_dir / "latest_weights.h5")
+        write_status(run.run_dir, "running", run.step)
+        print(f"epoch {epoch + 1}: loss {loss_avg:.4f} acc {acc_avg:.4f} "
+              f"{cfg.train.eval_split} acc {val['accuracy']:.4f} "
+              f"({rate:.1f} img/s over {world.size} rank(s))", flush=True)
+
+
+def _finish(run: _Run) -> dict:
+    """Evaluate on the test split, prove the replicas agree, and (rank 0) save the final weights,
+    test_metrics.json and the "finished" status."""
+    from semhpc.runtime.evaluation import evaluate, format_report
+
+    world, hvd = run.world, run.hvd
+    test_data = split_dataset(run.cfg, "test", training=False, rank=world.rank, world_size=world.size)
+    test = evaluate(run.setup.inference_model, test_data, len(run.classes), hvd, class_names=run.classes)
+    test["replica_fingerprints"] = _replica_fingerprints(run.setup.model, hvd)
+    test["steps"] = int(run.setup.optimizer.iterations)
+    if world.is_root:
+        save_weights(run.setup.inference_model, run.run_dir / "final_weights.h5")
+        atomic.write_json(run.run_dir / "test_metrics.json", test)
+        run.log.write(kind="test", step=test["steps"], accuracy=test["accuracy"], loss=test["loss"],
+                      top5_accuracy=test["top5_accuracy"])
+        run.log.close()
+        write_status(run.run_dir, "finished", test["steps"])
+        print(format_report(test), flush=True)
+    return test
 
 
 def _restore_latest(checkpoint, directory: Path, announce: bool) -> None:
@@ -294,49 +319,6 @@ def _make_train_steps(train_step):
         return loss_sum, correct_sum
 
     return train_steps
-
-
-def _make_train_step(model, optimizer, train_cfg, num_classes, aux_loss_weight, precision, allreduce=True):
-    """One synchronous step: forward, loss (+ auxiliary loss, + L2), allreduced gradients, update.
-
-    `allreduce=False` (a single rank) leaves out Horovod's gradient wrapper: with one rank it has
-    nothing to average, but still adds a size check and a conditional per gradient to the step.
-    """
-    import horovod.tensorflow as hvd
-    import tensorflow as tf
-
-    loss_fn = tf.keras.losses.CategoricalCrossentropy(from_logits=True,
-                                                      label_smoothing=train_cfg.label_smoothing)
-    kernels = [v for v in model.trainable_variables if "kernel" in v.name]
-    compression = hvd.Compression.fp16 if train_cfg.fp16_allreduce else hvd.Compression.none
-
-    @tf.function
-    def train_step(images, labels):
-        targets = tf.one_hot(labels, num_classes)
-        with tf.GradientTape() as tape:
-            outputs = model(images, training=True)
-            if isinstance(outputs, (list, tuple)):  # [logits, auxiliary logits]
-                logits = tf.cast(outputs[0], tf.float32)
-                loss = loss_fn(targets, logits) + aux_loss_weight * loss_fn(targets, tf.cast(outputs[1], tf.float32))
-            else:
-                logits = tf.cast(outputs, tf.float32)
-                loss = loss_fn(targets, logits)
-            if train_cfg.weight_decay and kernels:
-                loss += train_cfg.weight_decay * tf.add_n([tf.nn.l2_loss(k) for k in kernels])
-            scaled_loss = optimizer.get_scaled_loss(loss) if precision.loss_scaling else loss
-        if allreduce:
-            tape = hvd.DistributedGradientTape(tape, compression=compression)
-        grads = tape.gradient(scaled_loss, model.trainable_variables)
-        if precision.loss_scaling:
-            grads = optimizer.get_unscaled_gradients(grads)
-        if train_cfg.clip_norm:
-            grads, _ = tf.clip_by_global_norm(grads, train_cfg.clip_norm)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=labels.dtype), labels),
-                                        tf.float32))
-        return loss, correct
-
-    return train_step
 
 
 def _average_batchnorm_statistics(model, hvd):
