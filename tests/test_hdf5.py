@@ -13,7 +13,8 @@ from sem_fixtures import REAL_SAMPLES, gradient
 from semhpc.classify.hdf5_group import hdf5_path, read_classification, write_classification
 from semhpc.cli import main as semhpc_main
 from semhpc.data.nffa_context import FIELDS, check_file, instrument_context
-from semhpc.data.sem_tiff import display_path, read_sem_tiff
+from semhpc.data.sem_tiff import read_sem_tiff
+from semhpc.utils.paths import display_path
 from semhpc.data.tfrecord import pixel_sha256
 
 PREDICTION = {"top1_label": "Powder", "top1_score": 0.93, "decision": "auto", "model_version": "test",

@@ -16,7 +16,7 @@ from semhpc.data import pipeline
 from semhpc.data.categories import CATEGORIES
 from semhpc.data.ingest import IngestSettings, ingest
 from semhpc.utils.errors import SemhpcError
-from semhpc.utils.mpi import World
+from semhpc.ranks.world import World
 
 IMAGES = 70
 SIZE = 24  # model input

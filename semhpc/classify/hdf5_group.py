@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from semhpc.classify.policy import TOP_K
-from semhpc.data.sem_tiff import display_path
+from semhpc.utils.paths import display_path
 
 GROUP = "classification"
 

@@ -12,7 +12,7 @@ rest into chunks; during, serves chunks to the other ranks (work.Dispatcher) and
 progress bar; after, merges the parts into predictions.csv/.jsonl and errors.csv and writes the
 throughput report (throughput.py).
 
-Exit status (as `semhpc ingest`, semhpc.data.rank_work): 0 every input classified; 1 some inputs
+Exit status (as `semhpc ingest`, semhpc.ranks.jobs): 0 every input classified; 1 some inputs
 are listed in OUT/errors.csv (all others are classified: a bad file never stops the run); 2 a
 usage error (one SemhpcError line, printed once); 3 an internal error (traceback). Under MPI any
 rank's exception ends the whole job (comm.Abort): no rank waits forever for a dead one.
@@ -36,10 +36,10 @@ from semhpc.classify.policy import Thresholds, prediction
 from semhpc.classify.preprocess import scale_fn
 from semhpc.classify.throughput import RankStats, format_report, summarize
 from semhpc.classify.work import Chunk, Dispatcher, LocalWork, RemoteWork, discover_inputs, make_chunks, output_key
-from semhpc.data.rank_work import EXIT_FILES_FAILED, EXIT_OK, abort_on_failure, root_decides
+from semhpc.ranks.jobs import EXIT_FILES_FAILED, EXIT_OK, abort_on_failure, root_decides
 from semhpc.data.sem_tiff import SemReadError, read_sem_tiff
 from semhpc.utils import atomic
-from semhpc.utils.mpi import World, mpi_world, quiet_barrier
+from semhpc.ranks.world import World, mpi_world, quiet_barrier
 from semhpc.utils.progress import progress
 
 PREFETCH_BATCHES = 4

@@ -17,9 +17,9 @@ MPI at any time (MPI_THREAD_SERIALIZED is enough). The message size is one chunk
 rank 0 never becomes a bottleneck at archive scale.
 
 If a rank dies, nobody waits for it forever: an exception on any rank calls `comm.Abort`
-(`semhpc.data.rank_work.abort_on_failure`, also used by ingest) and a killed rank makes mpirun
+(`semhpc.ranks.jobs.abort_on_failure`, also used by ingest) and a killed rank makes mpirun
 end the job (with srun, pass --kill-on-bad-exit=1). `World`, `mpi_world` and `share_from_root`
-come from semhpc/utils/mpi.py, shared with `semhpc ingest`.
+come from semhpc/ranks/world.py, shared with `semhpc ingest`.
 """
 
 from __future__ import annotations
@@ -33,13 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from semhpc.data.rank_work import EXIT_INTERNAL_ERROR
+from semhpc.ranks.jobs import EXIT_INTERNAL_ERROR
 from semhpc.data.source_tree import IMAGE_SUFFIXES, find_images, is_image_name
 from semhpc.utils.errors import SemhpcError
 from semhpc.utils.files import kind_of
-from semhpc.utils.mpi import POLL_SECONDS, World, wait_for_message
+from semhpc.ranks.world import POLL_SECONDS, World, wait_for_message
 
-REQUEST, ASSIGN, DONE = 1, 2, 3  # message tags (semhpc.utils.mpi.TAG_SHARE is 4)
+REQUEST, ASSIGN, DONE = 1, 2, 3  # message tags (semhpc.ranks.world.TAG_SHARE is 4)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ def add_arguments(parser) -> None:
 
 def main(args) -> int:
     from semhpc.data.hdf5 import Hdf5Settings, convert_tree
-    from semhpc.utils.mpi import mpi_world
+    from semhpc.ranks.world import mpi_world
 
     facility = Path(args.facility_metadata) if args.facility_metadata else None
     return convert_tree(Hdf5Settings(Path(args.source), Path(args.out), args.previews, facility), mpi_world())

@@ -33,7 +33,7 @@ def main(args) -> int:
     from semhpc.data.class_map import load_class_map
     from semhpc.data.ingest import IngestSettings, ingest
     from semhpc.data.split import parse_fractions
-    from semhpc.utils.mpi import mpi_world
+    from semhpc.ranks.world import mpi_world
 
     settings = IngestSettings(
         source=Path(args.source),

@@ -36,7 +36,8 @@ def main(args) -> int:
 
 def _inspect_one(path: str, include_raw: bool) -> dict:
     """The file's normalised record, or {"path", "error"} after printing the error on stderr."""
-    from semhpc.data.sem_tiff import SemReadError, display_path, read_sem_tiff
+    from semhpc.data.sem_tiff import SemReadError, read_sem_tiff
+    from semhpc.utils.paths import display_path
 
     try:
         image = read_sem_tiff(path)

@@ -42,14 +42,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from semhpc import __version__
-from semhpc.data import rank_work
+from semhpc.data.conversion import check_source_and_output, write_csv
 from semhpc.data.nffa_context import instrument_context, load_facility_metadata, merge, normalised_path, write_groups
-from semhpc.data.sem_tiff import SemImage, SemReadError, display_path, read_sem_tiff
+from semhpc.data.sem_tiff import SemImage, SemReadError, read_sem_tiff
 from semhpc.data.source_tree import FoundFile, find_images
 from semhpc.data.tfrecord import pixel_sha256
 from semhpc.utils import atomic
 from semhpc.utils.errors import SemhpcError
-from semhpc.utils.mpi import World
+from semhpc.ranks import jobs
+from semhpc.ranks.world import World
+from semhpc.utils.paths import display_path
 
 SCHEMA_VERSION = 2  # 2: /user and /sample groups
 CHUNK_SIDE = 256
@@ -93,7 +95,7 @@ def convert_tree(settings: Hdf5Settings, world: World) -> int:
     def merge(plan: Hdf5Plan, per_rank: dict[int, list]) -> int:
         return finish(settings, plan, [tuple(row) for rows in per_rank.values() for row in rows])
 
-    return rank_work.run_jobs(world, "hdf5", lambda: make_plan(settings, world.size), convert_mine, merge)
+    return jobs.run_jobs(world, "hdf5", lambda: make_plan(settings, world.size), convert_mine, merge)
 
 
 def output_path(out: Path, relative: str, suffix: str) -> Path:
@@ -103,13 +105,7 @@ def output_path(out: Path, relative: str, suffix: str) -> Path:
 
 def make_plan(settings: Hdf5Settings, ranks: int) -> Hdf5Plan:
     source, out = Path(settings.source), Path(settings.out)
-    if not source.is_dir():
-        raise SemhpcError(f"{display_path(source)}: source folder not found")
-    if out.exists() and not out.is_dir():
-        raise SemhpcError(f"{display_path(out)}: output exists and is not a folder")
-    if out.resolve().is_relative_to(source.resolve()):
-        raise SemhpcError(f"{display_path(out)}: the output folder must not be inside the source folder "
-                          f"{display_path(source)}")
+    check_source_and_output(source, out)
     found, skipped = find_images(source)
     if not found and not skipped:
         raise SemhpcError(f"{display_path(source)}: no image files found (.tif, .tiff, .png, .jpg, .jpeg)")
@@ -119,7 +115,7 @@ def make_plan(settings: Hdf5Settings, ranks: int) -> Hdf5Plan:
         unique.append(files[0])
         failed += [(other.path, f"same output name as {display_path(files[0].path)}; skipped") for other in files[1:]]
     todo = [item for item in sorted(unique, key=lambda item: item.path) if _missing_outputs(settings, item.path)]
-    assignment = rank_work.deal_by_weight([item.size for item in todo], ranks)
+    assignment = jobs.deal_by_weight([item.size for item in todo], ranks)
     facility, unmatched = {}, 0
     if settings.facility_metadata is not None:
         rows = load_facility_metadata(settings.facility_metadata)
@@ -207,7 +203,7 @@ def finish(settings: Hdf5Settings, plan: Hdf5Plan, read_failures: list[tuple[str
     source = os.fsdecode(settings.source)
     failed = sorted([(display_path(os.path.join(source, path)), reason) for path, reason in plan.failed]
                     + read_failures)
-    rank_work.write_csv(Path(settings.out) / "errors.csv", failed)
+    write_csv(Path(settings.out) / "errors.csv", failed)
     written = len(plan.files) - len(read_failures)
     reasons = f" (reasons in {display_path(settings.out)}/errors.csv)" if failed else ""
     print(f"hdf5: {written} image(s) converted, {plan.already_done} already present, {len(failed)} failed "
@@ -216,4 +212,4 @@ def finish(settings: Hdf5Settings, plan: Hdf5Plan, read_failures: list[tuple[str
         print(f"hdf5: facility metadata for {len(plan.facility)} of the converted image(s); "
               f"{plan.facility_unmatched} row(s) of {display_path(settings.facility_metadata)} name no image below "
               f"{display_path(settings.source)}")
-    return rank_work.EXIT_FILES_FAILED if failed else rank_work.EXIT_OK
+    return jobs.EXIT_FILES_FAILED if failed else jobs.EXIT_OK

@@ -9,7 +9,7 @@ Steps
      `source_tree` finds the image files and reports everything it skips. Each file's split and
      shard come from the hash of its path inside the category folder (split.py), so adding files
      never moves existing ones and changes only the shards they land in.
-  2. Rank 0 deals the shards that are not finished yet to the ranks (rank_work.py); each rank
+  2. Rank 0 deals the shards that are not finished yet to the ranks (semhpc/ranks/jobs.py); each rank
      reads its files with the SEM reader (sem_tiff.py), resizes them to the stored size and writes
      whole shards.
   3. Rank 0 merges every shard's result into manifest.json, errors.csv and warnings.csv.
@@ -42,14 +42,17 @@ from pathlib import Path
 import numpy as np
 
 from semhpc import __version__
-from semhpc.data import rank_work, tfrecord
+from semhpc.data import tfrecord
+from semhpc.data.conversion import check_source_and_output, write_csv
 from semhpc.data.class_map import ClassMap, default_class_map
-from semhpc.data.sem_tiff import SemReadError, display_path, read_sem_tiff
+from semhpc.data.sem_tiff import SemReadError, read_sem_tiff
 from semhpc.data.source_tree import ImageFinder
 from semhpc.data.split import DEFAULT_FRACTIONS, SPLITS, shard_of, split_of
 from semhpc.utils import atomic
 from semhpc.utils.errors import SemhpcError
-from semhpc.utils.mpi import World
+from semhpc.ranks import jobs
+from semhpc.ranks.world import World
+from semhpc.utils.paths import display_path
 
 MANIFEST_FORMAT = 1
 RECORD_VERSION = 1  # part of every shard fingerprint: bump when the record content changes
@@ -121,7 +124,7 @@ def ingest(settings: IngestSettings, world: World) -> int:
         this_run = {name: result for results in per_rank.values() for name, result in results.items()}
         return finish(settings, plan, this_run)
 
-    return rank_work.run_jobs(world, "ingest", lambda: make_plan(settings, world.size), write_my_shards, merge)
+    return jobs.run_jobs(world, "ingest", lambda: make_plan(settings, world.size), write_my_shards, merge)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,7 +142,7 @@ def make_plan(settings: IngestSettings, ranks: int) -> Plan:
     _remove_temporary_files(settings.out)
     missing = [index for index, shard in enumerate(shards) if not _is_finished(settings, shard)]
     weights = [sum(image.size_bytes for image in shards[index].images) for index in missing]
-    assignment = tuple(tuple(missing[job] for job in share) for share in rank_work.deal_by_weight(weights, ranks))
+    assignment = tuple(tuple(missing[job] for job in share) for share in jobs.deal_by_weight(weights, ranks))
     return Plan(tuple(shards), tuple(skipped), assignment, tuple(empty_classes))
 
 
@@ -203,13 +206,7 @@ def _hash_order(image: SourceImage) -> bytes:
 
 def _check_folders(settings: IngestSettings) -> None:
     source, out = Path(settings.source), Path(settings.out)
-    if not source.is_dir():
-        raise SemhpcError(f"{display_path(source)}: source folder not found (expected SRC/<Category>/*.tif)")
-    if out.exists() and not out.is_dir():
-        raise SemhpcError(f"{display_path(out)}: output exists and is not a folder")
-    if out.resolve().is_relative_to(source.resolve()):
-        raise SemhpcError(f"{display_path(out)}: the output folder must not be inside the source folder "
-                          f"{display_path(source)}")
+    check_source_and_output(source, out, " (expected SRC/<Category>/*.tif)")
     _refuse_foreign_data(out)
     try:
         (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
@@ -344,11 +341,11 @@ def finish(settings: IngestSettings, plan: Plan, this_run: dict[str, dict]) -> i
     warnings = sorted(tuple(row) for result in results for row in result["warnings"])
     manifest = make_manifest(settings, plan, results)
     atomic.write_json(settings.out / "manifest.json", manifest)
-    rank_work.write_csv(settings.out / "errors.csv", failed)
-    rank_work.write_csv(settings.out / "warnings.csv", warnings, header=("path", "warning"))
+    write_csv(settings.out / "errors.csv", failed)
+    write_csv(settings.out / "warnings.csv", warnings, header=("path", "warning"))
     _remove_stale_shards(settings.out, {shard.name for shard in plan.shards})
     _print_summary(settings, plan, manifest, len(failed), len(this_run))
-    return rank_work.EXIT_FILES_FAILED if failed else rank_work.EXIT_OK
+    return jobs.EXIT_FILES_FAILED if failed else jobs.EXIT_OK
 
 
 def make_manifest(settings: IngestSettings, plan: Plan, results: list[dict]) -> dict:

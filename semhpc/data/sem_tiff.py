@@ -49,7 +49,7 @@ Other formats
 
 Paths
   * `SemImage.path` is `os.fsdecode(path)`, so a non-UTF-8 name keeps its surrogate escapes and
-    still opens. Text meant for people or JSON must use `display_path(path)`, which shows such
+    still opens. Text meant for people or JSON must use `semhpc.utils.paths.display_path(path)`, which shows such
     bytes as "\\xe9" and never fails to encode.
 """
 
@@ -73,6 +73,7 @@ from semhpc.data.sem_metadata import (
 from semhpc.utils.errors import SemhpcError
 from semhpc.utils.files import NotRegularFile, open_regular
 from semhpc.utils.options import MIN_SIDE
+from semhpc.utils.paths import display_path
 
 MAX_PIXELS = 100_000_000
 SUPPORTED_DTYPES = ("uint8", "uint16")
@@ -114,11 +115,6 @@ class SemReadError(SemhpcError):
         self.path = display_path(path)
         self.reason = " ".join(str(reason).split())
         super().__init__(f"{self.path}: {self.reason}")
-
-
-def display_path(path) -> str:
-    """`path` as printable text: bytes that are not UTF-8 appear as "\\xe9" instead of failing."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def read_sem_tiff(path) -> SemImage:

@@ -22,7 +22,7 @@ not take:
 and never reads a folder twice across them, nor follows a link from one root into another or
 elsewhere inside `tree`.
 Names are kept as `str` with surrogate escapes (os.fsdecode), so non-UTF-8 names work everywhere;
-print them with `sem_tiff.display_path`.
+print them with `semhpc.utils.paths.display_path`.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ import os
 import stat
 from dataclasses import dataclass
 
-from semhpc.data.sem_tiff import display_path
 from semhpc.utils.files import kind_of
+from semhpc.utils.paths import display_path
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 

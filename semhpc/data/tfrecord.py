@@ -23,9 +23,9 @@ import re
 
 import numpy as np
 
-from semhpc.data.sem_tiff import display_path
 from semhpc.utils.errors import SemhpcError
 from semhpc.utils.files import open_regular
+from semhpc.utils.paths import display_path
 
 META_PREFIX = "meta/"
 # Pillow's default. On 1024x768 SEM images levels 1-3 encode ~40 % faster but give ~8 % larger

@@ -1,7 +1,4 @@
-"""The mpi4py side of semhpc: which rank this process is, and waiting without stealing cores.
-
-Used by the commands whose ranks share files rather than gradients (`semhpc ingest`, `semhpc hdf5`,
-`semhpc classify`); training and benchmarks talk through Horovod (semhpc/runtime/distributed.py).
+"""Which rank this process is, and waiting without stealing cores.
 
 Waiting is done by polling (`Iprobe`, `Ibarrier` + `Test`) with short sleeps rather than in a
 blocking call, because Open MPI busy-polls in blocking calls and would steal the core that a

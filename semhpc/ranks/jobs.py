@@ -1,4 +1,5 @@
-"""How the ranks of an MPI conversion (`semhpc ingest`, `semhpc hdf5`) share work and report it.
+"""How the ranks of an MPI job (`semhpc ingest`, `semhpc hdf5`; `semhpc classify` for its exit
+codes, `root_decides` and `abort_on_failure`) share work and report it.
 
 * Static, deterministic shares: rank 0 lists the work once (N ranks listing a 150,000-file tree
   on Lustre at once is the small-file load TFRecords exist to avoid), decides which rank does
@@ -11,26 +12,23 @@
 * No rank waits forever for a dead one: an exception on any rank ends the whole job at once with
   MPI_Abort (`abort_on_failure`), and a rank killed by the OS makes mpirun end the others.
 
-Exit codes: 0 all files converted, 1 some files failed (errors.csv), 2 a SemhpcError (one line),
+Exit codes: 0 all inputs done, 1 some inputs failed (errors.csv), 2 a SemhpcError (one line),
 3 an internal error (traceback), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import sys
 import time
 import traceback
 from typing import Callable
 
-from semhpc.utils.atomic import atomic_path
+from semhpc.ranks.world import POLL_SECONDS, World, share_from_root
 from semhpc.utils.errors import SemhpcError
-from semhpc.utils.mpi import World, share_from_root
 from semhpc.utils.progress import progress
 
 EXIT_OK, EXIT_FILES_FAILED, EXIT_USER_ERROR, EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-POLL_SECONDS = 0.005
 REPORT_EVERY_SECONDS = 0.5
 _TAG_PROGRESS = 21  # ("progress", images) and ("done", images, result) from ranks > 0 to rank 0
 
@@ -102,14 +100,6 @@ def abort_on_failure(world: World, command: str):
         if world.size == 1:
             raise SystemExit(EXIT_INTERNAL_ERROR) from None
         world.comm.Abort(EXIT_INTERNAL_ERROR)
-
-
-def write_csv(path, rows, header=("path", "reason")) -> None:
-    """errors.csv (or warnings.csv) of a conversion, atomically; UTF-8, paths as display_path gives them."""
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
 
 
 def deal_by_weight(weights: list[int], ranks: int) -> list[list[int]]:
