@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from semhpc import cli
-from semhpc.commands import submit
+from semhpc.hpc import submission
 from semhpc.hpc import SHIPPED_DIR
 from semhpc.hpc.profiles import PROFILE_SCHEMA, available_profiles, load_profile, parse_profile
 from semhpc.hpc.render import render_job
@@ -563,7 +563,7 @@ def test_pbs_job_ids_are_cancelled_typed_with_or_without_the_server_suffix(tmp_p
 
 def test_bench_sweep_is_submitted_as_a_chain_of_dependent_jobs(submit_here, monkeypatch, capsys):
     work, calls = submit_here
-    monkeypatch.setattr(submit, "check_job_arguments", lambda kind, argv: None)  # bench's options are not the point
+    monkeypatch.setattr(submission, "check_job_arguments", lambda kind, argv: None)  # bench's options are not the point
     profile = work / "two-nodes.yaml"
     profile.write_text(yaml.safe_dump({"scheduler": {"type": "slurm"}, "node": {"cores": 4, "cpu_ranks": 4},
                                        "execution": {"mode": "bare-metal"}}))

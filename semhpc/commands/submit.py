@@ -1,7 +1,7 @@
 """`semhpc submit --cluster C --job KIND -- ARGS`: render a batch job script and submit it.
 
-A bench job becomes a scaling sweep: one job per point (1, 2, 4 ... ranks, then 2, 4 ... nodes),
-each starting after the previous one ends, so no two points share (and disturb) the nodes.
+The options and the flow; the submission itself (a bench job's scaling sweep, the job record,
+checking the job's own arguments) is semhpc/hpc/submission.py.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def main(args) -> int:
     import os
     from pathlib import Path
 
-    from semhpc.hpc import scheduler
+    from semhpc.hpc import scheduler, submission
     from semhpc.hpc.profiles import DIRECTIVE_WORD, load_profile
     from semhpc.hpc.render import render_job
     from semhpc.hpc.resources import plan_resources
@@ -58,8 +58,8 @@ def main(args) -> int:
         raise SemhpcError(f"--qos {args.qos}: {profile.name} runs {profile.scheduler.type}, which has no QOS; "
                           "use --queue")
     job_args = [*profile.job_defaults.get(args.job, []), *args.args]  # the user's arguments come last and win
-    parsed = check_job_arguments(args.job, job_args)
-    gpus_per_node = args.gpus_per_node if args.gpus_per_node is not None else config_gpus(args.job, parsed)
+    parsed = submission.check_job_arguments(args.job, job_args)
+    gpus_per_node = args.gpus_per_node if args.gpus_per_node is not None else submission.config_gpus(args.job, parsed)
     if args.gpus_per_node is None and gpus_per_node is not None and gpus_per_node > profile.node.gpus:
         raise SemhpcError(f"{parsed.config}: launch.gpus is {gpus_per_node} but {profile.name} nodes have "
                           f"{profile.node.gpus} GPU(s); pass --gpus-per-node to run it on fewer")
@@ -69,77 +69,13 @@ def main(args) -> int:
     job_dir = Path(args.job_dir).resolve()
     stamp = f"{datetime.datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}"  # unique per submit
     previous = None
-    for name, point in job_points(args.job, args.name or f"semhpc-{args.job}", plan, profile.node):
+    for name, point in submission.job_points(args.job, args.name or f"semhpc-{args.job}", plan, profile.node):
         log = sched.log_pattern(str(job_dir / name), stamp)
         script = render_job(profile, args.job, point, name=name, args=job_args, log=log)
         if args.dry_run:
             print(script)
             continue
-        job_id = submit_script(sched, profile, args.job, name, point, script, job_dir / f"{name}-{stamp}.sh", log,
-                               after=previous)
+        job_id = submission.submit_script(sched, profile, args.job, name, point, script,
+                                          job_dir / f"{name}-{stamp}.sh", log, after=previous)
         previous = job_id if args.job == "bench" else None
     return 0
-
-
-def submit_script(sched, profile, kind: str, name: str, plan, script: str, path, log: str, after: str | None) -> str:
-    """Write the script, submit it, record the job for `semhpc jobs`, and say where its log is."""
-    import datetime
-    import os
-
-    from semhpc.hpc import registry
-    from semhpc.utils import atomic
-
-    atomic.write_text(path, script)
-    job_id = sched.submit(path, after=after)
-    log = sched.log_of(log, job_id)
-    registry.record(registry.SubmittedJob(
-        id=job_id, cluster=profile.name, scheduler=sched.name, kind=kind, name=name, script=str(path), log=log,
-        workdir=os.getcwd(), submitted=datetime.datetime.now().isoformat(timespec="seconds")))
-    print(f"job {job_id}  {kind} on {profile.name}: {plan.nodes} node(s) x {plan.ranks_per_node} rank(s)  "
-          f"log {log}", flush=True)
-    if kind == "jupyter":
-        print(f"once it runs, the ssh -L command and the URL are in the log and in "
-              f"{os.getcwd()}/jupyter-{job_id}.txt")
-    return job_id
-
-
-def job_points(kind: str, name: str, plan, node) -> list[tuple[str, object]]:
-    """(job name, plan) of each job to submit: the sweep's points for bench, else the one job."""
-    from semhpc.hpc.resources import scaling_sweep
-
-    if kind != "bench":
-        return [(name, plan)]
-    return [(f"{name}-{point.ranks}r", point) for point in scaling_sweep(plan, node)]
-
-
-def config_gpus(kind: str, job_args) -> int | None:
-    """`launch.gpus` of a train job's config (`--config`, `--set` applied), None when 0 or absent:
-    a thesis config asks for the GPUs its run used."""
-    if kind != "train" or job_args is None or not getattr(job_args, "config", None):
-        return None
-    from semhpc.config import load_config
-
-    return load_config(job_args.config, job_args.overrides).launch.gpus or None
-
-
-def check_job_arguments(kind: str, argv: list[str]):
-    """Parse ARGS with the job command's own options now, so a typo fails here, not after the queue;
-    returns the parsed arguments (None for jupyter, whose arguments are jupyter lab's).
-
-    argparse prints the command's usage and exits on an error, before anything is submitted.
-    """
-    import argparse
-    import importlib
-
-    from semhpc import cli
-    from semhpc.hpc.resources import JOB_KINDS
-    from semhpc.utils.errors import SemhpcError
-
-    command = JOB_KINDS[kind].command
-    if not command:  # jupyter: the arguments are jupyter lab's
-        return None
-    if command not in cli.COMMANDS:
-        raise SemhpcError(f"this semhpc has no `{command}` command, so a {kind} job cannot run")
-    parser = argparse.ArgumentParser(prog=f"semhpc {command}", description="the job's arguments, after --")
-    importlib.import_module(f"semhpc.commands.{command}").add_arguments(parser)
-    return parser.parse_args(argv)

@@ -127,27 +127,30 @@ def _parse_override(text: str) -> tuple[str, str, Any]:
 def _merge(values: dict, update: dict, source: str) -> None:
     for section, keys in update.items():
         if section not in SCHEMA:
-            raise SemhpcError(f"{source}: unknown section '{section}'{_did_you_mean(section, SCHEMA)}")
+            raise SemhpcError(f"{source}: unknown section '{section}'{did_you_mean(section, SCHEMA)}")
         if not isinstance(keys, dict):
             raise SemhpcError(f"{source}: section '{section}' must be a mapping, got {type(keys).__name__}")
         for key, value in keys.items():
             fields = SCHEMA[section]
             if key not in fields:
                 raise SemhpcError(
-                    f"{source}: unknown key '{section}.{key}'{_did_you_mean(key, fields, section)}"
+                    f"{source}: unknown key '{section}.{key}'{did_you_mean(key, fields, section)}"
                 )
-            values[section][key] = _check(f"{section}.{key}", value, fields[key], source)
+            values[section][key] = check_value(f"{section}.{key}", value, fields[key], source)
 
 
-def _did_you_mean(name: str, valid: Iterable[str], section: str | None = None) -> str:
+def did_you_mean(name: str, valid: Iterable[str], section: str | None = None) -> str:
+    """The end of an "unknown key" message: the closest valid name, else all of them (also used
+    by the cluster profiles, hpc/profiles.py, so both kinds of YAML read alike)."""
     close = difflib.get_close_matches(str(name), list(valid), n=1, cutoff=0.5)
     if not close:
         return f"; valid: {', '.join(valid)}"
     return f"; did you mean '{section + '.' if section else ''}{close[0]}'?"
 
 
-def _check(key: str, value: Any, field: Field, source: str) -> Any:
-    """Return the value converted to the field's kind, or raise naming key, value and kind."""
+def check_value(key: str, value: Any, field: Field, source: str) -> Any:
+    """Return the value converted to the field's kind, or raise naming key, value and kind (the
+    schema's `Field` rules, shared by configs and cluster profiles)."""
     converted = _convert(value, field.kind)
     if converted is None:
         raise SemhpcError(f"{source}: {key} = {value!r} is not a valid {field.kind}")

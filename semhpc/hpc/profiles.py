@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
-from semhpc.config.loader import _check, _did_you_mean, read_yaml_mapping
+from semhpc.config.loader import check_value, did_you_mean, read_yaml_mapping
 from semhpc.config.schema import Field
 from semhpc.hpc import SHIPPED_DIR, shell
 from semhpc.hpc.resources import JOB_KINDS, parse_walltime
@@ -145,7 +145,7 @@ def load_profile(name_or_path: str) -> Profile:
         profiles = available_profiles()
         if name_or_path not in profiles:
             where = ", ".join(str(d) for d in profile_dirs())
-            raise SemhpcError(f"unknown cluster '{name_or_path}'{_did_you_mean(name_or_path, profiles)} "
+            raise SemhpcError(f"unknown cluster '{name_or_path}'{did_you_mean(name_or_path, profiles)} "
                               f"(profiles are read from: {where})")
         path = profiles[name_or_path]
     return parse_profile(path.stem, path, read_yaml_mapping(path, "cluster profile", "a profile must be a mapping of sections"))
@@ -157,7 +157,7 @@ def parse_profile(name: str, path: Path, data: dict) -> Profile:
         raise SemhpcError(f"{source}: a profile's file name may only hold letters, digits and _ . -")
     for key in data:
         if key not in TOP_LEVEL:
-            raise SemhpcError(f"{source}: unknown key '{key}'{_did_you_mean(key, TOP_LEVEL)}")
+            raise SemhpcError(f"{source}: unknown key '{key}'{did_you_mean(key, TOP_LEVEL)}")
     sections = {section: _section(section, data.get(section) or {}, source) for section in PROFILE_SCHEMA}
     profile = Profile(name=name, path=path, description=str(data.get("description", "")),
                       env=_environment(data.get("env") or {}, source),
@@ -173,7 +173,7 @@ def _section(section: str, values: dict, source: str) -> dict:
     fields = PROFILE_SCHEMA[section]
     for key in values:
         if key not in fields:
-            raise SemhpcError(f"{source}: unknown key '{section}.{key}'{_did_you_mean(key, fields, section)}")
+            raise SemhpcError(f"{source}: unknown key '{section}.{key}'{did_you_mean(key, fields, section)}")
     checked = {}
     for key, field in fields.items():
         if values.get(key) is None or values[key] == field.default:  # absent, empty (null) or default
@@ -181,7 +181,7 @@ def _section(section: str, values: dict, source: str) -> dict:
                 raise SemhpcError(f"{source}: missing required key '{section}.{key}' ({field.help})")
             checked[key] = copy.deepcopy(field.default)
         else:
-            checked[key] = _check(f"{section}.{key}", values[key], field, source)
+            checked[key] = check_value(f"{section}.{key}", values[key], field, source)
     return checked
 
 
@@ -206,7 +206,7 @@ def _job_defaults(defaults: dict, source: str) -> dict[str, list[str]]:
     checked = {}
     for kind, arguments in defaults.items():
         if kind not in JOB_KINDS:
-            raise SemhpcError(f"{source}: unknown job kind 'job_defaults.{kind}'{_did_you_mean(str(kind), JOB_KINDS)}")
+            raise SemhpcError(f"{source}: unknown job kind 'job_defaults.{kind}'{did_you_mean(str(kind), JOB_KINDS)}")
         if not isinstance(arguments, list) or not all(isinstance(a, str) for a in arguments):
             raise SemhpcError(f"{source}: job_defaults.{kind} must be a list of strings (the job's arguments)")
         checked[kind] = list(arguments)
