@@ -18,7 +18,8 @@ import yaml
 
 from browser import VIEWPORT, lab_environment, launch, open_notebook, run_all_cells, screenshot, wait_until_all_ran
 from lab_server import http_answer, stop_process
-from semhpc.monitor.notebooks import FIGURE_TAG_PREFIX, NOTEBOOKS_DIR, inject_parameters
+from notebook_runner import FIGURE_TAG_PREFIX, inject_parameters
+from semhpc.monitor.notebooks import NOTEBOOKS_DIR
 from slurm_cluster import SlurmCluster, _free_port, missing_binaries
 from test_notebooks import parameters
 

@@ -4,14 +4,8 @@ real artefacts (no error output, every expected figure shown as an image/png).""
 import nbformat
 import pytest
 
-from semhpc.monitor.notebooks import (
-    NOTEBOOKS,
-    NOTEBOOKS_DIR,
-    PARAMETERS_TAG,
-    execute_notebook,
-    figure_names,
-    missing_figures,
-)
+from notebook_runner import PARAMETERS_TAG, execute_notebook, figure_names, missing_figures
+from semhpc.monitor.notebooks import NOTEBOOKS, NOTEBOOKS_DIR
 
 EXPECTED_FIGURES = {
     "01_monitor_training.ipynb": ["training_curves", "rank_step_spread"],

@@ -16,9 +16,6 @@ import time
 
 import tensorflow as tf
 
-TRAINING_FLOPS_PER_FORWARD = 3
-
-
 def layer_flops(layer) -> int:
     """Forward FLOPs of one image through `layer` (0 for layers without multiply-adds)."""
     if isinstance(layer, tf.keras.layers.DepthwiseConv2D):
@@ -42,10 +39,6 @@ def _spatial(layer) -> int:
 def model_flops(model: tf.keras.Model) -> int:
     """Forward FLOPs per image of a (functional, unnested) Keras model."""
     return sum(layer_flops(layer) for layer in model.layers)
-
-
-def training_flops_per_sec(forward_flops_per_image: int, images_per_sec: float) -> float:
-    return TRAINING_FLOPS_PER_FORWARD * forward_flops_per_image * images_per_sec
 
 
 def matmul_flops(size: int = 2048, dtype: str = "float32", seconds: float = 3.0) -> float:

@@ -43,12 +43,6 @@ def word_with_vars(text: str) -> str:
     return "".join(parts)
 
 
-def variables_used(text: str) -> list[str]:
-    """The names of the `${NAME}` references in `text` (plus HOME for a leading `~`)."""
-    names = ["HOME"] if text == "~" or text.startswith("~/") else []
-    return names + VAR_REF.findall(text)
-
-
 def stray_dollar(text: str) -> bool:
     """True when `text` has a `$` that is not part of a `${NAME}` reference (a likely mistake)."""
     return "$" in VAR_REF.sub("", text)
