@@ -24,17 +24,24 @@ MAX_READERS = 256  # concurrent reader processes of `bench io`
 DEFAULT_WARMUP = 3
 
 
-def add_arguments(parser) -> None:
-    from semhpc.bench.throughput import MODES
-    from semhpc.bench.workload import DATA_FORMATS
+def add_workload_arguments(parser) -> None:
+    """--config/--set and the flags that override the timed workload (`resolve_config` applies
+    them); `semhpc profile` times the same workload and takes the same ones."""
     from semhpc.commands.train import add_config_arguments
 
     add_config_arguments(parser)
     parser.add_argument("--model", help="registry model (default: the config's, densenet28)")
     parser.add_argument("--image-size", type=options.bounded_int(options.MIN_SIDE, options.MAX_INPUT_SIZE),
-                        help="input size in pixels (default: the model's)")
+                        help="input size in pixels (default: the config's, or the model's)")
     parser.add_argument("--batch-size", type=options.bounded_int(1, options.MAX_BATCH),
-                        help="images per rank per batch (default: the config's, 16)")
+                        help="images per rank per step (default: the config's, 16)")
+
+
+def add_arguments(parser) -> None:
+    from semhpc.bench.throughput import MODES
+    from semhpc.bench.workload import DATA_FORMATS
+
+    add_workload_arguments(parser)
     parser.add_argument("--batches", type=options.bounded_int(1, 100_000),
                         help=f"timed batches per phase (default {DEFAULT_BATCHES})")
     parser.add_argument("--warmup", type=options.bounded_int(1, 10_000),

@@ -23,14 +23,9 @@ DEFAULT_ROUNDS = 4
 
 
 def add_arguments(parser) -> None:
-    from semhpc.commands.train import add_config_arguments
+    from semhpc.commands.bench import add_workload_arguments
 
-    add_config_arguments(parser)
-    parser.add_argument("--model", help="registry model (default: the config's, densenet28)")
-    parser.add_argument("--image-size", type=options.bounded_int(options.MIN_SIDE, options.MAX_INPUT_SIZE),
-                        help="input size in pixels (default: the config's, or the model's)")
-    parser.add_argument("--batch-size", type=options.bounded_int(1, options.MAX_BATCH),
-                        help="images per rank per step (default: the config's, 16)")
+    add_workload_arguments(parser)
     parser.add_argument("--steps", type=options.bounded_int(1, 100_000), default=DEFAULT_STEPS,
                         help=f"profiled steps; as many again run unprofiled for the overhead (default {DEFAULT_STEPS})")
     parser.add_argument("--warmup", type=options.bounded_int(0, 10_000),
