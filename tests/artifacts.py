@@ -17,25 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from cli_runs import semhpc_ok as semhpc
+from cli_runs import synth_and_ingest
 from semhpc.runtime.launcher import mpirun_command
 
 # Tiny on purpose (2 shared cores): 8 images per class at 64x48, 32 px input, one epoch.
 TRAIN_SETTINGS = ["model.name=densenet28", "data.image_size=32", "train.batch_size=4", "train.epochs=1",
                   "train.log_every=1", "data.augment=false"]
-
-
-def semhpc(*args: str, timeout: int = 600) -> str:
-    """Run `python -m semhpc ARGS`; fail the test with the command's stderr unless it succeeds."""
-    out = subprocess.run([sys.executable, "-m", "semhpc", *args], capture_output=True, text=True, timeout=timeout)
-    assert out.returncode == 0, f"semhpc {' '.join(args)} failed:\n{out.stderr[-3000:]}"
-    return out.stdout
-
-
-def make_dataset(root: Path) -> tuple[Path, Path]:
-    """(TIFF tree SRC/<Category>/*.tif, ingested dataset folder)."""
-    semhpc("synth", str(root / "tiffs"), "--per-class", "8", "--size", "64x48", "--seed", "3")
-    semhpc("ingest", str(root / "tiffs"), str(root / "data"), "--size", "64x48", "--shards-per-split", "2")
-    return root / "tiffs", root / "data"
 
 
 def train_command(data: Path, run: Path, *settings: str) -> list[str]:
@@ -75,7 +63,7 @@ def train_watched(data: Path, run: Path) -> tuple[list, object]:
 
 
 def make_artifacts(root: Path) -> Artifacts:
-    tiffs, data = make_dataset(root)
+    tiffs, data = synth_and_ingest(root)
     # Two independent chains, run side by side: most of each command is single-threaded start-up
     # (imports, graph tracing), so on 2 cores the pair takes little longer than the longer chain.
     with ThreadPoolExecutor(max_workers=2) as pool:

@@ -18,9 +18,6 @@ import numpy as np
 from sem_fixtures import gradient, write_fei_tiff, write_generic_tiff, write_zeiss_tiff
 from semhpc.data.categories import CATEGORIES
 
-MPI_ENV = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
-
-
 def write_image(path: Path, pixels: np.ndarray, vendor: str = "generic") -> None:
     """One SEM TIFF as `vendor` ("fei", "zeiss" or "generic") writes it; FEI gets a data bar below."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -44,14 +41,6 @@ def write_tree(root: Path, per_class: int = 2, size=(32, 24), classes=CATEGORIES
             write_image(root / relative, pixels, vendors[(class_index + index) % len(vendors)])
             written[relative] = pixels
     return written
-
-
-def run_semhpc(*args, mpi_ranks: int = 0, timeout: int = 300, **kwargs) -> subprocess.CompletedProcess:
-    """`python -m semhpc ARGS` in a subprocess, under `mpirun -np mpi_ranks` when mpi_ranks > 0."""
-    command = [sys.executable, "-m", "semhpc", *map(str, args)]
-    if mpi_ranks:
-        command = ["mpirun", "-np", str(mpi_ranks), "--oversubscribe", *command]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=MPI_ENV, **kwargs)
 
 
 def read_errors(out: Path) -> dict[str, str]:

@@ -10,16 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cli_runs import run_semhpc as semhpc
 from semhpc.bench.sweep import parse_counts, sweep_table
 from semhpc.runtime.launcher import mpirun_command
 from semhpc.utils.errors import SemhpcError
 
 TINY = ["--model", "densenet28", "--image-size", "32", "--batch-size", "2", "--batches", "3", "--warmup", "1"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def semhpc(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "semhpc", *args], capture_output=True, text=True, timeout=timeout)
 
 
 def check_phase(stats, batch_size, ranks):

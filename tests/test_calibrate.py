@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from artifacts import semhpc as run_semhpc
+from cli_runs import semhpc_ok, synth_and_ingest
 from semhpc.classify.bundle import export_bundle
 from semhpc.classify.calibration import SCORE_BINS, analyse, lowest_threshold, plot
 from semhpc.classify.policy import Thresholds
@@ -183,9 +183,8 @@ def test_plot_writes_a_png(tmp_path):
 
 @pytest.mark.slow
 def test_calibrate_command_on_an_ingested_split(tmp_path):
-    semhpc = functools.partial(run_semhpc, timeout=1200)
-    semhpc("synth", str(tmp_path / "tiffs"), "--per-class", "8", "--size", "64x48", "--seed", "3")
-    semhpc("ingest", str(tmp_path / "tiffs"), str(tmp_path / "data"), "--size", "64x48", "--shards-per-split", "1")
+    semhpc = functools.partial(semhpc_ok, timeout=1200)
+    synth_and_ingest(tmp_path, shards_per_split=1)
     bundle = export_bundle(make_run_dir(tmp_path / "run"), tmp_path / "bundle")
     stdout = semhpc("calibrate", "--model", str(bundle.path), "--data", str(tmp_path / "data"), "--split", "test",
                     "--target-precision", "0.5")

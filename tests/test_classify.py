@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 import pytest
 
-from artifacts import semhpc as run_semhpc
+from cli_runs import MPI_ENV, semhpc_ok, synth_and_ingest
 from sem_fixtures import REAL_SAMPLES, gradient, write_fei_tiff, write_generic_tiff, write_zeiss_tiff
 from semhpc.classify.bundle import export_bundle, read_bundle
 from semhpc.classify.hdf5_group import read_classification
@@ -31,7 +31,6 @@ from semhpc.data.sem_tiff import read_sem_tiff
 from semhpc.utils.errors import SemhpcError
 
 REPO = Path(__file__).resolve().parents[1]
-MPI_ENV = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
 
 
 def make_run_dir(run_dir: Path, data_dir: Path | None = None, seed: int = 1) -> Path:
@@ -509,9 +508,8 @@ def test_setup_error_on_rank0_ends_every_rank(bundle, tmp_path):
 
 @pytest.mark.slow
 def test_export_and_classify_a_real_training_run(tmp_path):
-    semhpc = functools.partial(run_semhpc, timeout=1200)
-    semhpc("synth", str(tmp_path / "tiffs"), "--per-class", "4", "--size", "64x48", "--seed", "3")
-    semhpc("ingest", str(tmp_path / "tiffs"), str(tmp_path / "data"), "--size", "64x48", "--shards-per-split", "1")
+    semhpc = functools.partial(semhpc_ok, timeout=1200)
+    synth_and_ingest(tmp_path, per_class=4, shards_per_split=1)
     semhpc("train", "--set", f"data.dir={tmp_path / 'data'}", "--set", f"run.dir={tmp_path / 'run'}",
            "--set", "model.name=densenet28", "--set", "data.image_size=32", "--set", "train.epochs=1",
            "--set", "train.batch_size=4")

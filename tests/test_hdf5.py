@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ingest_helpers import read_errors, run_semhpc, write_image, write_tree
+from cli_runs import run_semhpc
+from ingest_helpers import read_errors, write_image, write_tree
 from sem_fixtures import REAL_SAMPLES, gradient
 from semhpc.classify.hdf5_group import hdf5_path, read_classification, write_classification
 from semhpc.cli import main as semhpc_main

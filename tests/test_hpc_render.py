@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from cli_runs import synth_and_ingest
 from semhpc import cli
 from semhpc.hpc import submission
 from semhpc.hpc import SHIPPED_DIR
@@ -581,11 +582,7 @@ def test_bench_sweep_is_submitted_as_a_chain_of_dependent_jobs(submit_here, monk
 @pytest.mark.slow
 @pytest.mark.mpi
 def test_pbs_script_body_without_pbs_server_launches_2_rank_training(tmp_path):
-    def semhpc(*args):
-        out = subprocess.run([sys.executable, "-m", "semhpc", *args], capture_output=True, text=True, timeout=600)
-        assert out.returncode == 0, out.stderr
-    semhpc("synth", str(tmp_path / "tiffs"), "--per-class", "8", "--size", "64x48", "--seed", "3")
-    semhpc("ingest", str(tmp_path / "tiffs"), str(tmp_path / "data"), "--size", "64x48", "--shards-per-split", "2")
+    synth_and_ingest(tmp_path)
     (tmp_path / "submitdir").mkdir()
     (tmp_path / "submitdir" / "tiny.yaml").write_text(yaml.safe_dump({
         "run": {"dir": "run"}, "data": {"dir": str(tmp_path / "data"), "image_size": 32, "augment": False},

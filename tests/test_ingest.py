@@ -11,12 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli_runs import MPI_ENV, run_semhpc
 from ingest_helpers import (
-    MPI_ENV,
     read_errors,
     read_manifest,
     read_records,
-    run_semhpc,
     write_image,
     write_tree,
 )

@@ -9,6 +9,7 @@ import sys
 import pandas as pd
 import pytest
 
+from cli_runs import run_semhpc as semhpc
 from semhpc.bench.attribution import (
     COMMUNICATION,
     COVERED_KINDS,
@@ -28,10 +29,6 @@ PHASES = {"forward", "backward", "optimizer"}
 SUMMARY_KEYS = {"model", "image_size", "batch_size", "steps", "ranks", "iterations", "wall_step_time",
                 "profiled_step_time", "unprofiled_step_time", "overhead", "coverage", "layer_share",
                 "framework_share", "unattributed_share", "phases", "rows", "per_rank"}
-
-
-def semhpc(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "semhpc", *args], capture_output=True, text=True, timeout=timeout)
 
 
 def densenet28_blocks():

@@ -15,6 +15,7 @@ import urllib.request
 import pytest
 import yaml
 
+from cli_runs import semhpc_ok, synth_and_ingest
 from semhpc.hpc import SHIPPED_DIR
 from semhpc.utils.metrics_log import read_metrics
 from slurm_cluster import SlurmCluster, missing_binaries
@@ -37,11 +38,8 @@ def slurm(tmp_path_factory):
 
 def semhpc(slurm, workdir, *args, timeout=600):
     """Run `semhpc ARGS` in `workdir` against the test cluster, with the job registry beside it."""
-    env = {**os.environ, "SLURM_CONF": str(slurm.conf), "SEMHPC_HOME": str(workdir / "semhpc-home")}
-    out = subprocess.run([sys.executable, "-m", "semhpc", *args], cwd=workdir, env=env, capture_output=True,
-                         text=True, timeout=timeout)
-    assert out.returncode == 0, out.stderr
-    return out.stdout
+    return semhpc_ok(*args, cwd=workdir, timeout=timeout,
+                     env={"SLURM_CONF": str(slurm.conf), "SEMHPC_HOME": str(workdir / "semhpc-home")})
 
 
 def submitted_id(stdout):
@@ -68,10 +66,7 @@ def wait_for(condition, timeout, what):
 def tiny_config(tmp_path_factory):
     """A config for a one-epoch DenseNet-28 run on 80 synthetic 64x48 images (run dir: ./run)."""
     root = tmp_path_factory.mktemp("slurm-data")
-    for args in (["synth", root / "tiffs", "--per-class", "8", "--size", "64x48", "--seed", "3"],
-                 ["ingest", root / "tiffs", root / "data", "--size", "64x48", "--shards-per-split", "2"]):
-        out = subprocess.run([sys.executable, "-m", "semhpc", *map(str, args)], capture_output=True, text=True)
-        assert out.returncode == 0, out.stderr
+    synth_and_ingest(root)
     config = root / "tiny.yaml"
     config.write_text(yaml.safe_dump({
         "run": {"dir": "run"}, "data": {"dir": str(root / "data"), "image_size": 32, "augment": False},

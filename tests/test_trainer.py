@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from cli_runs import run_semhpc as semhpc
+from cli_runs import synth_and_ingest
 from semhpc.runtime.launcher import mpirun_command
 from semhpc.utils.metrics_log import read_metrics
 
@@ -23,19 +25,9 @@ TINY = [
 ]
 
 
-def semhpc(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "semhpc", *args], capture_output=True, text=True,
-                          timeout=kwargs.pop("timeout", 600), **kwargs)
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("trainer-data")
-    out = semhpc("synth", str(root / "tiffs"), "--per-class", "8", "--size", "64x48", "--seed", "3")
-    assert out.returncode == 0, out.stderr
-    out = semhpc("ingest", str(root / "tiffs"), str(root / "data"), "--size", "64x48", "--shards-per-split", "2")
-    assert out.returncode == 0, out.stderr
-    return root / "data"
+    return synth_and_ingest(tmp_path_factory.mktemp("trainer-data"))[1]
 
 
 def train_args(dataset, run_dir, *extra):
