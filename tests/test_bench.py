@@ -193,7 +193,7 @@ def test_channels_first_conversion_moves_every_channel_axis():
 
 
 def test_channels_first_is_refused_without_a_gpu():
-    from semhpc.bench.workload import check_data_format
+    from semhpc.bench.data_format import check_data_format
 
     check_data_format("channels_first", has_gpu=True)
     check_data_format("channels_last", has_gpu=False)

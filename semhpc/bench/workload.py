@@ -13,13 +13,12 @@ from typing import Callable
 
 import tensorflow as tf
 
+from semhpc.bench.data_format import check_data_format
 from semhpc.data.categories import CATEGORIES
 from semhpc.model import registry
 from semhpc.runtime.precision import Precision
 from semhpc.runtime.recipe import make_train_step, set_up_training
-from semhpc.utils.errors import SemhpcError
 
-DATA_FORMATS = ("channels_last", "channels_first")
 # The schedule only sets learning-rate values, which do not change timings; any epoch length does.
 _SCHEDULE_STEPS_PER_EPOCH = 100
 
@@ -58,16 +57,6 @@ def build_workload(cfg, data_format: str = "channels_last", world_size: int = 1)
     images, labels = synthetic_batch(cfg.train.batch_size, cfg.data.image_size, setup.spec, data_format,
                                      cfg.train.seed)
     return Workload(model, setup.optimizer, train_step, forward_step, images, labels, setup.precision)
-
-
-def check_data_format(data_format: str, has_gpu: bool) -> None:
-    """NCHW only on GPUs: TensorFlow's CPU max pooling refuses NCHW, and with oneDNN (the default)
-    it runs but returns wrong values, so a CPU benchmark in NCHW would time a broken network."""
-    if data_format not in DATA_FORMATS:
-        raise SemhpcError(f"--data-format {data_format}: must be one of {', '.join(DATA_FORMATS)}")
-    if data_format == "channels_first" and not has_gpu:
-        raise SemhpcError("--data-format channels_first needs a GPU: TensorFlow's CPU kernels are NHWC only "
-                          "(docs/background.md: Scaling: NCHW on GPU, NHWC on CPU)")
 
 
 def synthetic_batch(batch_size: int, image_size: int, spec, data_format: str, seed: int):

@@ -39,7 +39,7 @@ def add_workload_arguments(parser) -> None:
 
 def add_arguments(parser) -> None:
     from semhpc.bench.throughput import MODES
-    from semhpc.bench.workload import DATA_FORMATS
+    from semhpc.bench.data_format import DATA_FORMATS
 
     add_workload_arguments(parser)
     parser.add_argument("--batches", type=options.bounded_int(1, 100_000),
