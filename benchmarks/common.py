@@ -79,7 +79,7 @@ def pin_threads(threads: int) -> None:
     tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
 
 
-def make_dataset(work: Path, per_class: int, tiff_size: str, stored_size: str) -> Path:
+def synth_and_ingest(work: Path, per_class: int, tiff_size: str, stored_size: str) -> Path:
     """`semhpc synth` + `semhpc ingest` into WORK (reused when it is already there)."""
     data = work / f"data-{per_class}-{stored_size}"
     if not (data / "manifest.json").is_file():

@@ -1,6 +1,6 @@
 """Input pipeline against training, per core: does TFRecord -> decode -> resize -> augment keep up?
 
-  pipeline   `make_dataset(training=True, augment=True, cache=False)` over the training shards, as
+  pipeline   `pipeline.make_dataset(training=True, augment=True, cache=False)` over the training shards, as
              the trainer reads them (stored PNGs decoded every time, epochs streamed back to back),
              preprocessed for the model;
              one process pinned to one core with one TensorFlow thread; images/sec over
@@ -23,7 +23,7 @@ import os
 import time
 from pathlib import Path
 
-from common import bench_json, best_and_median, machine, make_dataset, pin_threads, worker_json, write_json
+from common import bench_json, best_and_median, machine, pin_threads, synth_and_ingest, worker_json, write_json
 
 TARGET = 5.0
 
@@ -33,7 +33,7 @@ def main() -> None:
     if args.worker:
         print(json.dumps(pipeline_worker(args)))
         return
-    data = make_dataset(Path(args.work), args.per_class, "1024x768", args.stored_size)
+    data = synth_and_ingest(Path(args.work), args.per_class, "1024x768", args.stored_size)
     core = [sorted(os.sched_getaffinity(0))[0]]
     before = machine()
     rates = {"pipeline": [], "training": []}

@@ -42,7 +42,7 @@ def main() -> None:
     bed.up()
     results = {"testbed_up_seconds": time.monotonic() - started}
     try:
-        make_dataset(bed)
+        ingest_on_testbed(bed)
         point = ["--model", args.model, "--image-size", str(args.image_size), "--batch-size",
                  str(args.batch_size), "--batches", str(args.batches), "--warmup", "3", "--mode", "train"]
         sweeps = [scheduler_sweep(bed, point, repeat) for repeat in range(args.repeats)]
@@ -70,7 +70,7 @@ def parse_args():
     return parser.parse_args()
 
 
-def make_dataset(bed: Testbed) -> None:
+def ingest_on_testbed(bed: Testbed) -> None:
     bed.semhpc("/scratch/semhpc", "synth", "tiffs", "--per-class", "20", "--size", "64x48", "--seed", "3")
     bed.semhpc("/scratch/semhpc", "ingest", "tiffs", DATA, "--size", "64x48", "--shards-per-split", "2")
 

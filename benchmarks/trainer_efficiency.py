@@ -1,5 +1,5 @@
 """Trainer efficiency: `semhpc train` images/sec against a minimal hand-written GradientTape loop
-and against tf.keras `model.fit`: same model, batch, data (the same `make_dataset` batches),
+and against tf.keras `model.fit`: same model, batch, data (the same `pipeline.make_dataset` batches),
 optimizer and threads, each in a fresh process on the same cores.
 
 All three minimise plain softmax cross-entropy with the recipe's RMSProp (the trainer runs with
@@ -29,10 +29,10 @@ from common import (
     best_and_median,
     finish,
     machine,
-    make_dataset,
     pin_threads,
     semhpc_command,
     start,
+    synth_and_ingest,
     worker_json,
     write_json,
 )
@@ -46,7 +46,7 @@ def main() -> None:
     if args.worker:
         print(json.dumps(WORKERS[args.worker](args)))
         return
-    data = make_dataset(Path(args.work), args.per_class, "256x192", "128x96")
+    data = synth_and_ingest(Path(args.work), args.per_class, "256x192", "128x96")
     cores = sorted(os.sched_getaffinity(0))[:args.threads]
     before = machine()
     rates = {name: [] for name in SETUPS}

@@ -11,7 +11,7 @@ forward, backward and optimizer (the update of that layer's weights). The other 
                 "between ops" for the executor's gaps between ops
   unattributed  ops that could not be named
 Only the first five kinds count as covered; framework and unattributed are what the profile
-cannot explain (`coverage` in profile_report.py).
+cannot explain (`coverage` in layer_timing_report.py).
 
 How an op gets its row. TensorFlow names ops by the name scopes they were created in: forward
 ops `<model>/<layer>/...`, their gradients `gradient_tape/<model>/<layer>/...`, the update ops

@@ -2,7 +2,7 @@
 
 `tf.profiler.experimental` writes `LOGDIR/plugins/profile/<run>/<host>.xplane.pb` (the same
 files TensorBoard's profiler reads). On the host plane every thread is a line of timed events:
-- training steps are "train" events with a `step_num` (the marker `profiler.py` and Keras
+- training steps are "train" events with a `step_num` (the marker `layer_timing.py` and Keras
   `model.fit` put around each step), and `input_wait` events mark the wait for the next batch;
 - each TensorFlow op that runs is an event named "<op name>:<op type>", on the thread that ran it;
 - an asynchronous op (Horovod's allreduce) has a "ExecutorState::ProcessAsync::Start" event when

@@ -121,17 +121,17 @@ def resolve_config(args, settings: dict, threads: int = 0):
 
 
 def _point(args, threads: int) -> int:
-    from semhpc.bench import world
+    from semhpc.bench import horovod_ranks
     from semhpc.bench.throughput import bench_document, format_table, time_phases
     from semhpc.bench.workload import build_workload
 
     settings = point_settings(args)
     cfg = resolve_config(args, settings, threads)
-    ranks = world.start(cfg.train.threads)
+    ranks = horovod_ranks.start(cfg.train.threads)
     workload = build_workload(cfg, settings["data_format"], ranks.size)
     settings["precision"] = workload.precision.policy
     times = time_phases(workload, settings["mode"], settings["batches"], settings["warmup"], ranks.is_root)
-    everyone = world.gather(times)
+    everyone = horovod_ranks.gather(times)
     if ranks.is_root:
         document = bench_document(settings, everyone, ranks.threads)
         _report(document, args.json, args.out, format_table)

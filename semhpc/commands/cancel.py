@@ -12,7 +12,7 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from semhpc.hpc.registry import GONE, UNKNOWN, current_states, recorded_id, submitted_jobs
+    from semhpc.hpc.job_records import GONE, UNKNOWN, current_states, recorded_id, submitted_jobs
     from semhpc.hpc.scheduler import FINISHED, SCHEDULERS
     from semhpc.utils.errors import SemhpcError
 

@@ -12,7 +12,7 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from semhpc.hpc.registry import GONE, current_states, jobs_file, submitted_jobs
+    from semhpc.hpc.job_records import GONE, current_states, jobs_file, submitted_jobs
 
     jobs = submitted_jobs(args.cluster)
     states = current_states(jobs)

@@ -1,4 +1,4 @@
-"""`semhpc profile`: where the time of a training step goes, per layer block and phase.
+"""`semhpc profile`: layer timing, where the time of a training step goes, per layer block and phase.
 
     semhpc profile --model densenet28 --image-size 112 --batch-size 16 --steps 20 --out DIR
     semhpc launch -np 2 -- profile ...            every rank profiled, gathered on rank 0
@@ -8,7 +8,7 @@
 
 Rows: forward, backward and weight update per layer block; loss; shared optimizer work; input
 wait; allreduce; framework overhead; unattributed. They add up to the wall step time. Outputs
-and definitions: `semhpc/bench/profile_report.py`.
+and definitions: `semhpc/bench/layer_timing_report.py`.
 """
 
 from __future__ import annotations
@@ -51,34 +51,34 @@ def main(args) -> int:
         raise SemhpcError("--steps, --warmup and --rounds must be at least 1 (the first step compiles)")
     if args.analyse:
         return _analyse(args)
-    return _profile(args)
+    return _time_layers(args)
 
 
-def _profile(args) -> int:
+def _time_layers(args) -> int:
     from pathlib import Path
 
-    from semhpc.bench import world
-    from semhpc.bench.profile_report import iteration_table, steps_table, summarise, write_profile
-    from semhpc.bench.profiler import profile_training
+    from semhpc.bench import horovod_ranks
+    from semhpc.bench.layer_timing_report import iteration_table, steps_table, summarise, write_layer_timing
+    from semhpc.bench.layer_timing import time_layers
     from semhpc.bench.workload import build_workload
     from semhpc.commands.bench import resolve_config
 
     settings = {"model": args.model, "image_size": args.image_size, "batch_size": args.batch_size}
     cfg = resolve_config(args, settings, args.threads)
-    ranks = world.start(cfg.train.threads)
+    ranks = horovod_ranks.start(cfg.train.threads)
     workload = build_workload(cfg, world_size=ranks.size)
     data_dir = args.data or (cfg.data.dir if args.config else None)
     batches = _batches(workload, cfg, data_dir, ranks)
     out = Path(args.out or f"runs/profile-{cfg.model.name}")
-    mine = profile_training(workload, batches, args.steps, args.warmup, args.rounds, out / "trace",
+    mine = time_layers(workload, batches, args.steps, args.warmup, args.rounds, out / "trace",
                             ranks.rank, ranks.is_root)
-    everyone = world.gather(mine)
+    everyone = horovod_ranks.gather(mine)
     if ranks.is_root:
         settings.update(steps=args.steps, warmup=args.warmup, rounds=args.rounds, threads_per_rank=ranks.threads,
                         precision=workload.precision.policy, data=data_dir or "synthetic")
         iterations, steps = iteration_table(everyone), steps_table(everyone)
         summary = summarise(iterations, steps, settings)
-        write_profile(out, iterations, steps, summary)
+        write_layer_timing(out, iterations, steps, summary)
         _print(summary, args)
         if not args.json:
             print(f"wrote {out}/profile.json, iterations.csv, steps.csv, experiment.csv, trace/")
@@ -101,21 +101,21 @@ def _batches(workload, cfg, data_dir, ranks):
 def _analyse(args) -> int:
     from pathlib import Path
 
-    from semhpc.bench import profile_report
+    from semhpc.bench import layer_timing_report
     from semhpc.bench.trace import trace_files
     from semhpc.utils.errors import SemhpcError
 
     folder = Path(args.analyse)
     if (folder / "iterations.csv").is_file():
-        iterations, steps, settings = profile_report.read_profile_dir(folder)
+        iterations, steps, settings = layer_timing_report.read_layer_timing_dir(folder)
     elif trace_files(folder):
         iterations, steps, settings = _analyse_trace(args, folder), None, {"model": args.model}
     else:
         raise SemhpcError(f"{folder}: neither a profile folder (iterations.csv) nor a TensorFlow profiler trace "
                           f"(plugins/profile/*/*.xplane.pb)")
-    summary = profile_report.summarise(iterations, steps, settings)
+    summary = layer_timing_report.summarise(iterations, steps, settings)
     if args.out:
-        profile_report.write_profile(args.out, iterations, steps, summary)
+        layer_timing_report.write_layer_timing(args.out, iterations, steps, summary)
     _print(summary, args)
     return 0
 
@@ -123,8 +123,8 @@ def _analyse(args) -> int:
 def _analyse_trace(args, folder):
     """Rows of every step in a raw trace; `rank<N>` subfolders are ranks. Needs --model."""
     from semhpc.bench.attribution import attribute_step
-    from semhpc.bench.profile_report import iteration_table
-    from semhpc.bench.profiler import RankProfile, names_only_namer
+    from semhpc.bench.layer_timing_report import iteration_table
+    from semhpc.bench.layer_timing import RankLayerTimes, names_only_namer
     from semhpc.bench.trace import read_steps
     from semhpc.config import load_config
     from semhpc.runtime.schedule import make_optimizer
@@ -135,17 +135,17 @@ def _analyse_trace(args, folder):
     cfg = load_config(args.config, args.overrides)
     namer = names_only_namer(args.model, make_optimizer(cfg.train, cfg.train.lr).name)
     rank_dirs = sorted(folder.glob("rank*")) or [folder]
-    profiles = []
+    per_rank = []
     for rank, rank_dir in enumerate(rank_dirs):
         steps = read_steps(rank_dir)
-        profiles.append(RankProfile(rank, iterations=[{"iteration": s.step_num, "rows": attribute_step(s, namer)}
+        per_rank.append(RankLayerTimes(rank, iterations=[{"iteration": s.step_num, "rows": attribute_step(s, namer)}
                                                       for s in steps]))
-    return iteration_table(profiles)
+    return iteration_table(per_rank)
 
 
 def _print(summary: dict, args) -> None:
     import json
 
-    from semhpc.bench.profile_report import format_summary
+    from semhpc.bench.layer_timing_report import format_summary
 
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary, args.top), flush=True)

@@ -5,7 +5,7 @@ The flow of `semhpc submit --cluster C --job K -- ARGS`:
   resources.plan_resources(...)   nodes x ranks per node x cores per rank (one rank per GPU)
   render.render_job(...)          the job script: directives + settings + bash snippets
   scheduler.for_profile(...)      sbatch/qsub, squeue/qstat, scancel/qdel
-  registry.record(...)            ~/.semhpc/jobs.jsonl, for `semhpc jobs` and `semhpc cancel`
+  job_records.record(...)         ~/.semhpc/jobs.jsonl, for `semhpc jobs` and `semhpc cancel`
 The shipped profiles and bash snippets live in the repository's `hpc/` folder (hpc/README.md).
 """
 

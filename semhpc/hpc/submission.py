@@ -2,7 +2,7 @@
 
 A bench job becomes a scaling sweep: one job per point (1, 2, 4 ... ranks, then 2, 4 ... nodes),
 each starting after the previous one ends, so no two points share (and disturb) the nodes. Every
-submitted job is recorded (registry.py) for `semhpc jobs` and `semhpc cancel`. The job's own
+submitted job is recorded (job_records.py) for `semhpc jobs` and `semhpc cancel`. The job's own
 arguments are parsed with its command's options before submitting, so a typo fails here, not
 after hours in the queue.
 """
@@ -16,7 +16,7 @@ import importlib.util
 import os
 
 from semhpc.config import load_config
-from semhpc.hpc import registry
+from semhpc.hpc import job_records
 from semhpc.hpc.resources import JOB_KINDS, scaling_sweep
 from semhpc.utils import atomic
 from semhpc.utils.errors import SemhpcError
@@ -27,7 +27,7 @@ def submit_script(sched, profile, kind: str, name: str, plan, script: str, path,
     atomic.write_text(path, script)
     job_id = sched.submit(path, after=after)
     log = sched.log_of(log, job_id)
-    registry.record(registry.SubmittedJob(
+    job_records.record(job_records.SubmittedJob(
         id=job_id, cluster=profile.name, scheduler=sched.name, kind=kind, name=name, script=str(path), log=log,
         workdir=os.getcwd(), submitted=datetime.datetime.now().isoformat(timespec="seconds")))
     print(f"job {job_id}  {kind} on {profile.name}: {plan.nodes} node(s) x {plan.ranks_per_node} rank(s)  "

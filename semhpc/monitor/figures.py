@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from semhpc.monitor.classification import AUTO_THRESHOLD, OUTCOMES, SUGGEST_THRESHOLD, per_class_table
-from semhpc.monitor.profile import LAYER_PHASES
+from semhpc.monitor.layer_timing import LAYER_PHASES
 from semhpc.utils.errors import SemhpcError
 
 OUTCOME_COLOURS = {"top1 correct": "tab:green", "top2 correct": "tab:orange", "neither": "tab:red"}

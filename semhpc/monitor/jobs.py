@@ -1,7 +1,7 @@
 """The batch jobs `semhpc submit` started, with their scheduler states, as a table.
 
-The registry ($SEMHPC_HOME/jobs.jsonl, default ~/.semhpc/jobs.jsonl) and the state queries
-(squeue / qstat, once per scheduler) belong to `semhpc.hpc.registry`; this is its pandas view.
+The job records ($SEMHPC_HOME/jobs.jsonl, default ~/.semhpc/jobs.jsonl) and the state queries
+(squeue / qstat, once per scheduler) belong to `semhpc.hpc.job_records`; this is its pandas view.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import pandas as pd
 def list_jobs(with_states: bool = True) -> pd.DataFrame:
     """One row per submitted job, newest first (id, cluster, scheduler, kind, name, log, workdir,
     submitted, ...), with a `state` column when `with_states`. Empty when nothing was submitted."""
-    from semhpc.hpc import registry
+    from semhpc.hpc import job_records
 
-    jobs = registry.submitted_jobs()
-    table = pd.DataFrame([asdict(job) for job in jobs], columns=[f.name for f in fields(registry.SubmittedJob)])
+    jobs = job_records.submitted_jobs()
+    table = pd.DataFrame([asdict(job) for job in jobs], columns=[f.name for f in fields(job_records.SubmittedJob)])
     if with_states:
-        table.insert(4, "state", table["id"].map(registry.current_states(jobs)))
+        table.insert(4, "state", table["id"].map(job_records.current_states(jobs)))
     return table.iloc[::-1].reset_index(drop=True)

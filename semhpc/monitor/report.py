@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from semhpc.monitor import bench, classification, figures
-from semhpc.monitor.profile import load_profile
+from semhpc.monitor.layer_timing import load_layer_timing
 from semhpc.monitor.run import Run
 from semhpc.utils import atomic
 
@@ -104,7 +104,7 @@ def scaling_section(sweep: str | Path) -> Section:
 
 
 def profile_section(path: str | Path) -> Section:
-    result = load_profile(path)
+    result = load_layer_timing(path)
     section = Section("Per-layer profile", notes=[f"profile {path}"])
     section.figures["layer_times"] = figures.layer_times(result.layer_times())
     section.figures["layer_time_vs_iteration"] = figures.layer_time_vs_iteration(result.layer_time_by_iteration())

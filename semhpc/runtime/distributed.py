@@ -12,7 +12,10 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class World:
+class HorovodWorld:
+    """This rank's place in a Horovod job (training, benchmarks); the mpi4py commands use
+    semhpc.ranks.world.World."""
+
     rank: int
     size: int
     local_rank: int
@@ -23,7 +26,7 @@ class World:
         return self.rank == 0
 
 
-def init_horovod(threads: int = 0) -> World:
+def init_horovod(threads: int = 0) -> HorovodWorld:
     """hvd.init(), one GPU per local rank if there are GPUs, and intra-op threads per rank.
 
     threads=0 means: as many intra-op threads as cores this process is bound to. The launcher binds
@@ -44,4 +47,4 @@ def init_horovod(threads: int = 0) -> World:
         tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, n_threads)))
     except RuntimeError:  # TensorFlow already started in this process (a second run from Python): keep its pools
         n_threads = tf.config.threading.get_intra_op_parallelism_threads() or n_threads
-    return World(rank=hvd.rank(), size=hvd.size(), local_rank=hvd.local_rank(), threads=n_threads)
+    return HorovodWorld(rank=hvd.rank(), size=hvd.size(), local_rank=hvd.local_rank(), threads=n_threads)

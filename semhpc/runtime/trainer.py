@@ -81,7 +81,7 @@ class _Run:
     """What the steps of one training run share."""
 
     cfg: Config
-    world: object  # runtime.distributed.World
+    world: object  # runtime.distributed.HorovodWorld
     run_dir: Path
     hvd: object  # horovod.tensorflow
     classes: list

@@ -37,7 +37,7 @@ SETTINGS_KEYS = ("model", "image_size", "batch_size", "steps", "warmup", "rounds
 
 
 def iteration_table(rank_profiles) -> pd.DataFrame:
-    """Every (rank, iteration, row) with its seconds, from RankProfile objects."""
+    """Every (rank, iteration, row) with its seconds, from RankLayerTimes objects."""
     records = [{"rank": profile.rank, "iteration": it["iteration"], "layer": layer, "phase": phase,
                 "kind": row_kind(layer), "seconds": seconds}
                for profile in rank_profiles for it in profile.iterations
@@ -124,7 +124,7 @@ def experiment_table(iterations: pd.DataFrame) -> pd.DataFrame:
     return table.fillna(0.0).reset_index().sort_values(f"at_{MILESTONES[-1]}", ascending=False, ignore_index=True)
 
 
-def write_profile(out_dir: str | Path, iterations: pd.DataFrame, steps: pd.DataFrame | None, summary: dict) -> None:
+def write_layer_timing(out_dir: str | Path, iterations: pd.DataFrame, steps: pd.DataFrame | None, summary: dict) -> None:
     out = Path(out_dir)
     tables = {"iterations.csv": iterations, "experiment.csv": experiment_table(iterations)}
     if steps is not None:
@@ -135,7 +135,7 @@ def write_profile(out_dir: str | Path, iterations: pd.DataFrame, steps: pd.DataF
     atomic.write_json(out / "profile.json", summary)
 
 
-def read_profile_dir(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | None, dict]:
+def read_layer_timing_dir(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | None, dict]:
     """(iterations, steps or None, settings) of a folder `semhpc profile --out` wrote."""
     import json
 

@@ -1,6 +1,6 @@
 """A per-layer profile (`semhpc profile --out DIR`) as tables: where the step time goes (docs/background.md: Per-layer profiling).
 
-The folder's files and their definitions are `semhpc.bench.profile_report`'s: profile.json (the
+The folder's files and their definitions are `semhpc.bench.layer_timing_report`'s: profile.json (the
 summary: coverage, layer_share, overhead, wall_step_time and `rows`, the mean seconds per
 iteration of every (layer, phase) row) and iterations.csv (every row of every profiled
 iteration of every rank). Layer rows (kind "layer") are the registry's layer blocks with the
@@ -27,7 +27,7 @@ HEADLINE_KEYS = ("model", "image_size", "batch_size", "ranks", "iterations", "wa
 
 
 @dataclass(frozen=True)
-class Profile:
+class LayerTiming:
     summary: dict              # profile.json
     iterations: pd.DataFrame   # iterations.csv: rank, iteration, layer, phase, kind, seconds
     path: Path
@@ -64,7 +64,7 @@ class Profile:
         return rows.groupby(part)["seconds"].sum().sort_values(ascending=False)
 
 
-def load_profile(path: str | Path) -> Profile:
+def load_layer_timing(path: str | Path) -> LayerTiming:
     """A profile output folder (or its profile.json)."""
     folder = Path(path) if Path(path).is_dir() else Path(path).parent
     summary_file, iterations_file = folder / "profile.json", folder / "iterations.csv"
@@ -75,4 +75,4 @@ def load_profile(path: str | Path) -> Profile:
     missing = [key for key in SUMMARY_KEYS if key not in summary]
     if missing:
         raise SemhpcError(f"{summary_file}: missing {', '.join(missing)}")
-    return Profile(summary, pd.read_csv(iterations_file), folder)
+    return LayerTiming(summary, pd.read_csv(iterations_file), folder)

@@ -6,10 +6,10 @@ rank to its own cores); only rank 0 prints and writes, from the results of all r
 
 from __future__ import annotations
 
-from semhpc.runtime.distributed import World
+from semhpc.runtime.distributed import HorovodWorld
 
 
-def start(threads: int = 0) -> World:
+def start(threads: int = 0) -> HorovodWorld:
     """Horovod with `threads` intra-op threads per rank (0: one per core this rank is bound to)."""
     from semhpc.runtime.distributed import init_horovod
     from semhpc.runtime.stack import require_supported_stack

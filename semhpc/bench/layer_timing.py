@@ -29,7 +29,7 @@ from semhpc.utils.progress import progress
 
 
 @dataclass
-class RankProfile:
+class RankLayerTimes:
     """One rank's measurements: perf-counter step times and the traced steps' rows."""
 
     rank: int
@@ -38,10 +38,10 @@ class RankProfile:
     iterations: list[dict] = field(default_factory=list)  # {"iteration", "rows": {(layer, phase): s}}
 
 
-def profile_training(workload, batches, steps: int, warmup: int, rounds: int, trace_dir: str | Path,
-                     rank: int = 0, show_progress: bool = True) -> RankProfile:
+def time_layers(workload, batches, steps: int, warmup: int, rounds: int, trace_dir: str | Path,
+                     rank: int = 0, show_progress: bool = True) -> RankLayerTimes:
     """Profile `steps` training steps of `workload` on `batches` (an iterator of (images, labels))."""
-    result = RankProfile(rank)
+    result = RankLayerTimes(rank)
     bar = progress(total=warmup + 2 * steps, desc="profile", enabled=show_progress, unit="step")
     run_steps(workload.train_step, batches, warmup, 0, bar)
     namer = step_namer(workload, *next(batches))
