@@ -9,7 +9,6 @@ The `artifacts` fixture is registered for every test module by tests/conftest.py
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from sem_fixtures import gradient, write_fei_tiff, write_generic_tiff, write_zeiss_tiff
 from semhpc.data.categories import CATEGORIES
+
 
 def write_image(path: Path, pixels: np.ndarray, vendor: str = "generic") -> None:
     """One SEM TIFF as `vendor` ("fei", "zeiss" or "generic") writes it; FEI gets a data bar below."""

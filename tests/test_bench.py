@@ -4,7 +4,6 @@ thresholds."""
 
 import json
 import subprocess
-import sys
 
 import numpy as np
 import pandas as pd

@@ -22,8 +22,8 @@ from browser import (
     wait_until_all_ran,
 )
 from lab_server import refused, running_jupyter, shutdown_kernels
-from semhpc.monitor import open_run
 from notebook_runner import FIGURE_TAG_PREFIX, inject_parameters
+from semhpc.monitor import open_run
 from semhpc.monitor.notebooks import NOTEBOOKS, NOTEBOOKS_DIR
 from semhpc.runtime.launcher import mpirun_command
 from test_notebooks import EXPECTED_FIGURES, parameters

@@ -15,8 +15,8 @@ from semhpc.classify.hdf5_group import hdf5_path, read_classification, write_cla
 from semhpc.cli import main as semhpc_main
 from semhpc.data.nffa_context import FIELDS, check_file, instrument_context
 from semhpc.data.sem_tiff import read_sem_tiff
-from semhpc.utils.paths import display_path
 from semhpc.data.tfrecord import pixel_sha256
+from semhpc.utils.paths import display_path
 
 PREDICTION = {"top1_label": "Powder", "top1_score": 0.93, "decision": "auto", "model_version": "test",
               **{f"top{k}_label": f"class{k}" for k in range(2, 6)}, **{f"top{k}_score": 0.01 for k in range(2, 6)}}

@@ -17,8 +17,7 @@ import yaml
 
 from cli_runs import synth_and_ingest
 from semhpc import cli
-from semhpc.hpc import submission
-from semhpc.hpc import SHIPPED_DIR
+from semhpc.hpc import SHIPPED_DIR, submission
 from semhpc.hpc.profiles import PROFILE_SCHEMA, available_profiles, load_profile, parse_profile
 from semhpc.hpc.render import render_job
 from semhpc.hpc.resources import IMAGE_COMPUTE_CAPABILITIES, JOB_KINDS, parse_walltime, plan_resources, scaling_sweep

@@ -22,11 +22,11 @@ from ingest_helpers import (
 from sem_fixtures import gradient, write_generic_tiff, write_header_only_tiff, write_pillow_image
 from semhpc.cli import main as semhpc_main
 from semhpc.data.categories import CATEGORIES
-from semhpc.ranks.jobs import deal_by_weight
 from semhpc.data.sem_tiff import read_sem_tiff
-from semhpc.utils.paths import display_path
 from semhpc.data.split import split_of
 from semhpc.data.tfrecord import pixel_sha256, png_pixels
+from semhpc.ranks.jobs import deal_by_weight
+from semhpc.utils.paths import display_path
 
 
 def ingest(src, out, *options) -> int:

@@ -15,8 +15,8 @@ from ingest_helpers import MPI_ENV, write_image
 from semhpc.data import pipeline
 from semhpc.data.categories import CATEGORIES
 from semhpc.data.ingest import IngestSettings, ingest
-from semhpc.utils.errors import SemhpcError
 from semhpc.ranks.world import World
+from semhpc.utils.errors import SemhpcError
 
 IMAGES = 70
 SIZE = 24  # model input

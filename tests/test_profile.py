@@ -4,7 +4,6 @@ the attribution rules on hand-made traces. Tiny models, no timing thresholds."""
 
 import json
 import subprocess
-import sys
 
 import pandas as pd
 import pytest

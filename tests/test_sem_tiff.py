@@ -28,8 +28,8 @@ from sem_fixtures import (
 )
 from semhpc.cli import main as semhpc_main
 from semhpc.data.sem_tiff import MAX_PIXELS, MIN_SIDE, SemReadError, read_metadata, read_sem_tiff
-from semhpc.utils.paths import display_path
 from semhpc.utils import files
+from semhpc.utils.paths import display_path
 
 needs_samples = pytest.mark.skipif(not REAL_SAMPLES.is_dir(), reason=f"real SEM samples not found at {REAL_SAMPLES}")
 

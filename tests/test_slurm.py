@@ -3,11 +3,8 @@ training runs to completion through the local-slurm profile (host mpirun) and th
 whose ranks start with `srun --mpi=pmix`, and a JupyterLab job answers on the port it announces
 with its token and refuses requests without it."""
 
-import os
 import re
 import stat
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
