@@ -16,6 +16,7 @@ import time
 
 import tensorflow as tf
 
+
 def layer_flops(layer) -> int:
     """Forward FLOPs of one image through `layer` (0 for layers without multiply-adds)."""
     if isinstance(layer, tf.keras.layers.DepthwiseConv2D):

@@ -6,13 +6,12 @@ rank to its own cores); only rank 0 prints and writes, from the results of all r
 
 from __future__ import annotations
 
-from semhpc.runtime.distributed import HorovodWorld
+from semhpc.runtime.distributed import HorovodWorld, init_horovod
+from semhpc.runtime.stack import require_supported_stack
 
 
 def start(threads: int = 0) -> HorovodWorld:
     """Horovod with `threads` intra-op threads per rank (0: one per core this rank is bound to)."""
-    from semhpc.runtime.distributed import init_horovod
-    from semhpc.runtime.stack import require_supported_stack
 
     require_supported_stack()
     return init_horovod(threads)

@@ -25,6 +25,7 @@ import tensorflow as tf
 from semhpc.bench.attribution import OpNamer, attribute_step
 from semhpc.bench.throughput import wait_for
 from semhpc.bench.trace import INPUT_MARKER, STEP_MARKER, read_steps
+from semhpc.model import registry
 from semhpc.utils.progress import progress
 
 
@@ -101,7 +102,6 @@ def step_namer(workload, images, labels) -> OpNamer:
 def names_only_namer(model_name: str, optimizer_name: str) -> OpNamer:
     """An OpNamer for a trace without its graph (`--analyse` of a TensorBoard profile): layers are
     named from op names alone, so nameless ops stay unattributed."""
-    from semhpc.model import registry
 
     with tf.Graph().as_default():  # only the layer names are needed: allocate nothing
         model = registry.build(model_name)

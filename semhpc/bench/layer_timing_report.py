@@ -19,6 +19,7 @@ Definitions (per iteration, averaged over iterations and ranks):
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -137,7 +138,6 @@ def write_layer_timing(out_dir: str | Path, iterations: pd.DataFrame, steps: pd.
 
 def read_layer_timing_dir(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | None, dict]:
     """(iterations, steps or None, settings) of a folder `semhpc profile --out` wrote."""
-    import json
 
     folder = Path(path)
     iterations = pd.read_csv(folder / "iterations.csv")

@@ -13,6 +13,7 @@ document) and sweep.png (speedup and efficiency against ideal).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from semhpc.runtime.launcher import mpirun_command
 from semhpc.utils import atomic
 from semhpc.utils.errors import SemhpcError
 
@@ -44,7 +46,6 @@ def parse_counts(text: str, option: str, most: int) -> list[int]:
 
 def rank_sweep(ranks: list[int], point_args: list[str], cores_per_rank: int = 1) -> list[dict]:
     """The bench document of `semhpc bench POINT_ARGS` under mpirun at each rank count."""
-    from semhpc.runtime.launcher import mpirun_command
 
     return [_run_point(lambda out: mpirun_command(n, ["bench", *point_args, "--out", out],
                                                   cores_per_rank=cores_per_rank),
@@ -67,7 +68,6 @@ def thread_sweep(threads: list[int], point_args: list[str]) -> list[dict]:
 
 def _run_point(command_for, label: str, cores: list[int] | None = None) -> dict:
     """Run one point (command_for(output_path) -> argv) and read the document it wrote."""
-    import json
 
     with tempfile.TemporaryDirectory(prefix="semhpc-sweep-") as tmp:
         out = Path(tmp) / "point.json"

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from semhpc import __version__
 from semhpc.classify.preprocess import model_input, preprocessing_record
+from semhpc.runtime.run_artifacts import load_trained_model, trained_weights
 from semhpc.utils.errors import SemhpcError
 
 BUNDLE_FORMAT = 1
@@ -124,8 +125,6 @@ def export_bundle(run_dir: str | Path, out: str | Path, force: bool = False) -> 
     dataset = _dataset_manifest(cfg)
     classes = _class_names(run_dir, cfg, test_metrics, dataset)
 
-    from semhpc.runtime.run_artifacts import load_trained_model
-
     model = load_trained_model(run_dir, cfg, len(classes))
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
@@ -147,7 +146,6 @@ def export_bundle(run_dir: str | Path, out: str | Path, force: bool = False) -> 
 def _read_run(run_dir: Path):
     """(config, trained weights file, test metrics or None) of a run directory."""
     from semhpc.config import load_config
-    from semhpc.runtime.run_artifacts import trained_weights
 
     if not (run_dir / CONFIG_FILE).is_file():
         raise SemhpcError(f"{run_dir}: no {CONFIG_FILE} (not a semhpc run directory)")

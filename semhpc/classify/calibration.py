@@ -32,6 +32,7 @@ import numpy as np
 
 from semhpc.classify.bundle import Bundle
 from semhpc.classify.policy import DECISIONS, Thresholds
+from semhpc.classify.preprocess import scale_fn
 from semhpc.utils.atomic import atomic_path
 from semhpc.utils.errors import SemhpcError
 
@@ -45,7 +46,6 @@ def score_split(bundle: Bundle, data_dir: str | Path, split: str, batch_size: in
     """(probabilities [N, C], labels [N]) of every image of `split`."""
     import tensorflow as tf
 
-    from semhpc.classify.preprocess import scale_fn
     from semhpc.data import pipeline
 
     classes = list(pipeline.load_manifest(data_dir)["classes"])

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from semhpc.utils.errors import SemhpcError
+
 RESIZE_METHOD = "bilinear"
 
 
@@ -49,7 +51,6 @@ def _as_ingested(pixels: np.ndarray, stored_size: list[int] | None) -> np.ndarra
 def scale_fn(scaling: str):
     """The batch function of the last step, from the name stored in the bundle."""
     from semhpc.model.registry import PREPROCESSING
-    from semhpc.utils.errors import SemhpcError
 
     if scaling not in PREPROCESSING:
         raise SemhpcError(f"bundle preprocessing scaling '{scaling}' is unknown to this semhpc "

@@ -36,10 +36,10 @@ from semhpc.classify.policy import Thresholds, prediction
 from semhpc.classify.preprocess import scale_fn
 from semhpc.classify.throughput import RankStats, format_report, summarize
 from semhpc.classify.work import Chunk, Dispatcher, LocalWork, RemoteWork, discover_inputs, make_chunks, output_key
-from semhpc.ranks.jobs import EXIT_FILES_FAILED, EXIT_OK, abort_on_failure, root_decides
 from semhpc.data.sem_tiff import SemReadError, read_sem_tiff
-from semhpc.utils import atomic
+from semhpc.ranks.jobs import EXIT_FILES_FAILED, EXIT_OK, abort_on_failure, root_decides
 from semhpc.ranks.world import World, mpi_world, quiet_barrier
+from semhpc.utils import atomic
 from semhpc.utils.progress import progress
 
 PREFETCH_BATCHES = 4

@@ -33,11 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from semhpc.ranks.jobs import EXIT_INTERNAL_ERROR
 from semhpc.data.source_tree import IMAGE_SUFFIXES, find_images, is_image_name
+from semhpc.ranks.jobs import EXIT_INTERNAL_ERROR
+from semhpc.ranks.world import POLL_SECONDS, World, wait_for_message
 from semhpc.utils.errors import SemhpcError
 from semhpc.utils.files import kind_of
-from semhpc.ranks.world import POLL_SECONDS, World, wait_for_message
 
 REQUEST, ASSIGN, DONE = 1, 2, 3  # message tags (semhpc.ranks.world.TAG_SHARE is 4)
 

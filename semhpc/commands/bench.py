@@ -13,7 +13,12 @@ config the image size is the model's default input size.
 
 from __future__ import annotations
 
-from semhpc.utils import options
+import json
+
+from semhpc.bench import horovod_ranks, io
+from semhpc.bench.data_format import DATA_FORMATS
+from semhpc.commands.train import add_config_arguments
+from semhpc.utils import atomic, options
 
 HELP = "Benchmark training throughput, rank and thread scaling, or storage read throughput."
 
@@ -27,7 +32,6 @@ DEFAULT_WARMUP = 3
 def add_workload_arguments(parser) -> None:
     """--config/--set and the flags that override the timed workload (`resolve_config` applies
     them); `semhpc profile` times the same workload and takes the same ones."""
-    from semhpc.commands.train import add_config_arguments
 
     add_config_arguments(parser)
     parser.add_argument("--model", help="registry model (default: the config's, densenet28)")
@@ -39,7 +43,6 @@ def add_workload_arguments(parser) -> None:
 
 def add_arguments(parser) -> None:
     from semhpc.bench.throughput import MODES
-    from semhpc.bench.data_format import DATA_FORMATS
 
     add_workload_arguments(parser)
     parser.add_argument("--batches", type=options.bounded_int(1, 100_000),
@@ -121,7 +124,6 @@ def resolve_config(args, settings: dict, threads: int = 0):
 
 
 def _point(args, threads: int) -> int:
-    from semhpc.bench import horovod_ranks
     from semhpc.bench.throughput import bench_document, format_table, time_phases
     from semhpc.bench.workload import build_workload
 
@@ -178,7 +180,6 @@ def _point_arguments(args, settings: dict) -> list[str]:
 
 
 def _io(args) -> int:
-    from semhpc.bench import io
     from semhpc.bench.sweep import parse_counts
 
     readers = parse_counts(args.readers, "--readers", MAX_READERS)
@@ -189,10 +190,6 @@ def _io(args) -> int:
 
 
 def _report(document: dict, as_json: bool, out: str | None, formatter) -> None:
-    import json
-
-    from semhpc.utils import atomic
-
     if out:
         atomic.write_json(out, document)
     print(json.dumps(document, indent=2) if as_json else formatter(document), flush=True)

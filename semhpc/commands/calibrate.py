@@ -7,7 +7,10 @@ Writes OUT/calibration-<split>.json and .png (see semhpc/classify/calibration.py
 
 from __future__ import annotations
 
-from semhpc.utils import options
+from pathlib import Path
+
+from semhpc.utils import atomic, options
+from semhpc.utils.errors import SemhpcError
 
 HELP = "Calibrate the auto/suggest/manual thresholds of a bundle on a labelled split (JSON + PNG)."
 
@@ -30,14 +33,10 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from pathlib import Path
-
     from semhpc.classify.bundle import read_bundle
     from semhpc.classify.calibration import analyse, plot, score_split
     from semhpc.classify.policy import Thresholds
     from semhpc.config import load_config
-    from semhpc.utils import atomic
-    from semhpc.utils.errors import SemhpcError
 
     for name in ("target_precision", "suggest_precision"):
         if not 0.0 < getattr(args, name) <= 1.0:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from semhpc.hpc.job_records import GONE, UNKNOWN, current_states, recorded_id, submitted_jobs
+from semhpc.hpc.scheduler import FINISHED, SCHEDULERS
+from semhpc.utils.errors import SemhpcError
+
 HELP = "Cancel batch jobs semhpc submitted (scancel/qdel); other jobs are left alone."
 
 
@@ -12,10 +16,6 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from semhpc.hpc.job_records import GONE, UNKNOWN, current_states, recorded_id, submitted_jobs
-    from semhpc.hpc.scheduler import FINISHED, SCHEDULERS
-    from semhpc.utils.errors import SemhpcError
-
     if bool(args.job_ids) == args.all:
         raise SemhpcError("name the jobs to cancel, or pass --all (not both)")
     jobs = {job.id: job for job in submitted_jobs(args.cluster)}

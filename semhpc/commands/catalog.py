@@ -4,6 +4,10 @@ a searchable SQLite index of the archive (semhpc/catalog/store.py), built and re
 from __future__ import annotations
 
 import json
+import time
+from datetime import datetime
+
+from semhpc.utils.errors import SemhpcError
 
 HELP = ("Index the ingested dataset, the NFFA HDF5 files and classify predictions into a searchable "
         "database (`catalog build`), and search it (`catalog query`).")
@@ -53,10 +57,7 @@ def main(args) -> int:
 
 
 def _build(args, store) -> int:
-    import time
-
     from semhpc.catalog import sources
-    from semhpc.utils.errors import SemhpcError
 
     if not (args.dataset or args.hdf5 or args.predictions):
         raise SemhpcError("catalog build: give at least one --dataset, --hdf5 or --predictions")
@@ -101,7 +102,6 @@ def _query(args, store) -> int:
 
 def _range(text: str | None, option: str, convert):
     """MIN..MAX -> (min, max) with None for an open side; None -> (None, None)."""
-    from semhpc.utils.errors import SemhpcError
 
     if text is None:
         return None, None
@@ -115,15 +115,11 @@ def _range(text: str | None, option: str, convert):
 
 
 def _iso_date(text: str) -> str:
-    from datetime import datetime
-
     datetime.fromisoformat(text)  # raises ValueError naming the text
     return text
 
 
 def _positive(value: int) -> int:
-    from semhpc.utils.errors import SemhpcError
-
     if value < 1:
         raise SemhpcError(f"--limit {value}: must be >= 1")
     return value

@@ -8,6 +8,8 @@ Exit status: 0 all classified, 1 some files in OUT/errors.csv (the rest classifi
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from semhpc.utils import options
 
 HELP = "Classify SEM images with an exported model (top-5, auto/suggest/manual); resumable, MPI-parallel."
@@ -34,8 +36,6 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from pathlib import Path
-
     from semhpc.classify.policy import Thresholds
     from semhpc.classify.runner import ClassifySettings, classify
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from semhpc.utils import atomic
+
 HELP = "Inspect an ingested dataset: `semhpc data report OUT` (classes per split, instruments, duplicates, leakage)."
 
 
@@ -20,7 +22,6 @@ def add_arguments(parser) -> None:
 
 def main(args) -> int:
     from semhpc.data.report import build_report, format_report, save_chart
-    from semhpc.utils import atomic
 
     report = build_report(args.data_dir)
     atomic.write_json(Path(args.data_dir) / "report.json", report)

@@ -15,14 +15,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from semhpc.utils import options
+from semhpc.commands.train import add_config_arguments
+from semhpc.runtime.launcher import mpirun_command
+from semhpc.utils import atomic, options
+from semhpc.utils.errors import SemhpcError
+from semhpc.utils.metrics_log import read_metrics
 
 HELP = "Run the main job on synthetic SEM data: synth -> ingest -> Horovod training -> test accuracy."
 
 
 def add_arguments(parser) -> None:
-    from semhpc.commands.train import add_config_arguments
-
     add_config_arguments(parser)
     parser.add_argument("-np", "--np", type=options.bounded_int(1, options.MAX_RANKS),
                         help="training ranks (default: launch.np of the config)")
@@ -30,10 +32,6 @@ def add_arguments(parser) -> None:
 
 def main(args) -> int:
     from semhpc.config import load_config, save_config
-    from semhpc.runtime.launcher import mpirun_command
-    from semhpc.utils import atomic
-    from semhpc.utils.errors import SemhpcError
-    from semhpc.utils.metrics_log import read_metrics
 
     config_path = args.config or str(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml")
     cfg = load_config(config_path if Path(config_path).is_file() else None, args.overrides)
@@ -78,8 +76,6 @@ def main(args) -> int:
 
 
 def _run(title: str, cmd: list[str]) -> None:
-    from semhpc.utils.errors import SemhpcError
-
     print(f"[demo] {title}\n  $ {' '.join(shlex.quote(c) for c in cmd)}", flush=True)
     code = subprocess.call(cmd)
     # ingest exits 1 when some files were skipped (listed in errors.csv); that is not fatal here.

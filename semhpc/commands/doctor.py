@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from semhpc.runtime.stack import stack_report
+
 HELP = "Check Python, TensorFlow, Horovod (MPI/Gloo/NCCL), MPI, CPUs and GPUs; non-zero exit on problems."
 
 
@@ -12,8 +14,6 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from semhpc.runtime.stack import stack_report
-
     report = stack_report()
     if args.json:
         print(json.dumps(report, indent=2))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from semhpc.utils import options
 
 HELP = "Evaluate a trained run: top-1/top-5, per-class precision/recall/F1, confusion matrix -> RUN_DIR/eval.json."
@@ -17,9 +20,6 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    import json
-    from pathlib import Path
-
     from semhpc.runtime.run_evaluation import evaluate_run
 
     result = evaluate_run(Path(args.run_dir), args.split, data_dir=args.data, batch_size=args.batch_size)

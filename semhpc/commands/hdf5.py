@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from semhpc.ranks.world import mpi_world
+
 HELP = ("Pack each SEM image below SRC with its metadata into OUT/<path>.h5 (NFFA HDF5; MPI-parallel, "
         "resumable); exit 1 if any file failed.")
 
@@ -24,7 +26,6 @@ def add_arguments(parser) -> None:
 
 def main(args) -> int:
     from semhpc.data.hdf5 import Hdf5Settings, convert_tree
-    from semhpc.ranks.world import mpi_world
 
     facility = Path(args.facility_metadata) if args.facility_metadata else None
     return convert_tree(Hdf5Settings(Path(args.source), Path(args.out), args.previews, facility), mpi_world())

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from semhpc.data.split import parse_fractions
+from semhpc.ranks.world import mpi_world
 from semhpc.utils import options
 
 HELP = ("Convert SRC/<Category>/*.tif into sharded TFRecords with a stable 80/10/10 split "
@@ -32,8 +34,6 @@ def add_arguments(parser) -> None:
 def main(args) -> int:
     from semhpc.data.class_map import load_class_map
     from semhpc.data.ingest import IngestSettings, ingest
-    from semhpc.data.split import parse_fractions
-    from semhpc.ranks.world import mpi_world
 
     settings = IngestSettings(
         source=Path(args.source),

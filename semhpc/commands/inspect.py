@@ -10,6 +10,8 @@ import json
 import math
 import sys
 
+from semhpc.utils.paths import display_path
+
 HELP = "Show the normalised metadata of SEM images (vendor, size, pixel size, HV, WD, ...); exit 1 if any fails."
 
 _SI_PREFIXES = {-12: "p", -9: "n", -6: "µ", -3: "m", 0: "", 3: "k", 6: "M"}
@@ -37,7 +39,6 @@ def main(args) -> int:
 def _inspect_one(path: str, include_raw: bool) -> dict:
     """The file's normalised record, or {"path", "error"} after printing the error on stderr."""
     from semhpc.data.sem_tiff import SemReadError, read_sem_tiff
-    from semhpc.utils.paths import display_path
 
     try:
         image = read_sem_tiff(path)

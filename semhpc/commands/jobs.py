@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from semhpc.hpc.job_records import GONE, current_states, jobs_file, submitted_jobs
+
 HELP = "List the batch jobs semhpc submitted (state from squeue/qstat), newest last."
 
 
@@ -12,8 +14,6 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from semhpc.hpc.job_records import GONE, current_states, jobs_file, submitted_jobs
-
     jobs = submitted_jobs(args.cluster)
     states = current_states(jobs)
     shown = [job for job in jobs if args.all or states[job.id] != GONE]

@@ -9,7 +9,16 @@ On a cluster, the `jupyter` job of `semhpc submit` starts it on a compute node i
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import secrets
+import socket
+import stat
+import sys
+from pathlib import Path
+
 from semhpc.utils import options
+from semhpc.utils.errors import SemhpcError
 
 HELP = "Start JupyterLab on 127.0.0.1 with a token, opened on the notebooks folder; prints the URL."
 
@@ -24,14 +33,7 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    import importlib.util
-    import os
-    import secrets
-    import sys
-    from pathlib import Path
-
     from semhpc.monitor.notebooks import notebooks_dir
-    from semhpc.utils.errors import SemhpcError
 
     notebooks = Path(args.notebooks).resolve() if args.notebooks else notebooks_dir()
     if not notebooks.is_dir():
@@ -60,12 +62,8 @@ def _check_runtime_dir_is_private() -> None:
     the token there, and one of those files (jpserver-PID-open.html) gets the umask's mode, often
     world-readable. Jupyter creates the folder itself with mode 700; a shared JUPYTER_RUNTIME_DIR
     or a loosened folder would leak the token."""
-    import stat
-    from pathlib import Path
 
     from jupyter_core.paths import jupyter_runtime_dir
-
-    from semhpc.utils.errors import SemhpcError
 
     runtime = Path(jupyter_runtime_dir())
     if runtime.is_dir() and runtime.stat().st_mode & 0o077:
@@ -76,7 +74,6 @@ def _check_runtime_dir_is_private() -> None:
 
 def _free_port(preferred: int) -> int:
     """`preferred` when nothing listens on it, else a port the system picks as free."""
-    import socket
 
     for port in (preferred, 0) if preferred else (0,):
         with socket.socket() as probe:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 
+from semhpc.runtime.launcher import format_command, mpirun_command
 from semhpc.utils import options
+from semhpc.utils.errors import SemhpcError
 
 HELP = "Run a semhpc command (e.g. train) on N MPI ranks with fast CPU defaults; prints the mpirun line."
 
@@ -22,9 +24,6 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from semhpc.runtime.launcher import format_command, mpirun_command
-    from semhpc.utils.errors import SemhpcError
-
     if args.np < 1 or args.cores_per_rank < 1:
         raise SemhpcError("-np and --cores-per-rank must be >= 1")
     cmd = mpirun_command(args.np, args.command, cores_per_rank=args.cores_per_rank, hosts=args.hosts,

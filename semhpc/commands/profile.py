@@ -13,7 +13,14 @@ and definitions: `semhpc/bench/layer_timing_report.py`.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+from semhpc.bench import horovod_ranks
+from semhpc.bench.trace import read_steps, trace_files
+from semhpc.commands.bench import add_workload_arguments, resolve_config
 from semhpc.utils import options
+from semhpc.utils.errors import SemhpcError
 
 HELP = "Per-layer profile of training steps: forward/backward/update per layer, plus input, communication, overhead."
 
@@ -23,8 +30,6 @@ DEFAULT_ROUNDS = 4
 
 
 def add_arguments(parser) -> None:
-    from semhpc.commands.bench import add_workload_arguments
-
     add_workload_arguments(parser)
     parser.add_argument("--steps", type=options.bounded_int(1, 100_000), default=DEFAULT_STEPS,
                         help=f"profiled steps; as many again run unprofiled for the overhead (default {DEFAULT_STEPS})")
@@ -45,8 +50,6 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from semhpc.utils.errors import SemhpcError
-
     if args.steps < 1 or args.warmup < 1 or args.rounds < 1:
         raise SemhpcError("--steps, --warmup and --rounds must be at least 1 (the first step compiles)")
     if args.analyse:
@@ -55,13 +58,9 @@ def main(args) -> int:
 
 
 def _time_layers(args) -> int:
-    from pathlib import Path
-
-    from semhpc.bench import horovod_ranks
-    from semhpc.bench.layer_timing_report import iteration_table, steps_table, summarise, write_layer_timing
     from semhpc.bench.layer_timing import time_layers
+    from semhpc.bench.layer_timing_report import iteration_table, steps_table, summarise, write_layer_timing
     from semhpc.bench.workload import build_workload
-    from semhpc.commands.bench import resolve_config
 
     settings = {"model": args.model, "image_size": args.image_size, "batch_size": args.batch_size}
     cfg = resolve_config(args, settings, args.threads)
@@ -99,11 +98,7 @@ def _batches(workload, cfg, data_dir, ranks):
 
 
 def _analyse(args) -> int:
-    from pathlib import Path
-
     from semhpc.bench import layer_timing_report
-    from semhpc.bench.trace import trace_files
-    from semhpc.utils.errors import SemhpcError
 
     folder = Path(args.analyse)
     if (folder / "iterations.csv").is_file():
@@ -123,12 +118,10 @@ def _analyse(args) -> int:
 def _analyse_trace(args, folder):
     """Rows of every step in a raw trace; `rank<N>` subfolders are ranks. Needs --model."""
     from semhpc.bench.attribution import attribute_step
-    from semhpc.bench.layer_timing_report import iteration_table
     from semhpc.bench.layer_timing import RankLayerTimes, names_only_namer
-    from semhpc.bench.trace import read_steps
+    from semhpc.bench.layer_timing_report import iteration_table
     from semhpc.config import load_config
     from semhpc.runtime.schedule import make_optimizer
-    from semhpc.utils.errors import SemhpcError
 
     if not args.model:
         raise SemhpcError(f"--analyse {folder}: a raw trace needs --model to know the layer names")
@@ -144,8 +137,6 @@ def _analyse_trace(args, folder):
 
 
 def _print(summary: dict, args) -> None:
-    import json
-
     from semhpc.bench.layer_timing_report import format_summary
 
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary, args.top), flush=True)

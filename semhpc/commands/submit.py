@@ -6,7 +6,13 @@ checking the job's own arguments) is semhpc/hpc/submission.py.
 
 from __future__ import annotations
 
+import datetime
+import os
+from pathlib import Path
+
+from semhpc.hpc.resources import JOB_KINDS, plan_resources
 from semhpc.utils import options
+from semhpc.utils.errors import SemhpcError
 
 HELP = "Render a batch job (train, bench, ingest, classify, jupyter) for a cluster profile and submit it."
 
@@ -14,8 +20,6 @@ JOB_DIR = "semhpc-jobs"
 
 
 def add_arguments(parser) -> None:
-    from semhpc.hpc.resources import JOB_KINDS
-
     parser.add_argument("--cluster", required=True,
                         help="cluster profile name (hpc/clusters/, /etc/semhpc/clusters/, $SEMHPC_CLUSTERS) "
                              "or path to a profile .yaml")
@@ -39,15 +43,9 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    import datetime
-    import os
-    from pathlib import Path
-
     from semhpc.hpc import scheduler, submission
     from semhpc.hpc.profiles import DIRECTIVE_WORD, load_profile
     from semhpc.hpc.render import render_job
-    from semhpc.hpc.resources import plan_resources
-    from semhpc.utils.errors import SemhpcError
 
     for option in ("queue", "qos", "reservation"):
         value = getattr(args, option)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from semhpc.utils.errors import SemhpcError
+
 HELP = "Train a model on an ingested dataset (run under `semhpc launch` for several ranks)."
 
 
@@ -19,11 +23,8 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from pathlib import Path
-
     from semhpc.config import load_config
     from semhpc.runtime.trainer import train
-    from semhpc.utils.errors import SemhpcError
 
     if args.resume:
         if args.config:

@@ -41,16 +41,18 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from semhpc import __version__
 from semhpc.data.conversion import check_source_and_output, write_csv
 from semhpc.data.nffa_context import instrument_context, load_facility_metadata, merge, normalised_path, write_groups
 from semhpc.data.sem_tiff import SemImage, SemReadError, read_sem_tiff
 from semhpc.data.source_tree import FoundFile, find_images
 from semhpc.data.tfrecord import pixel_sha256
-from semhpc.utils import atomic
-from semhpc.utils.errors import SemhpcError
 from semhpc.ranks import jobs
 from semhpc.ranks.world import World
+from semhpc.utils import atomic
+from semhpc.utils.errors import SemhpcError
 from semhpc.utils.paths import display_path
 
 SCHEMA_VERSION = 2  # 2: /user and /sample groups
@@ -162,7 +164,6 @@ def write_hdf5(image: SemImage, target: Path, source_file: str, facility: dict |
     """The NFFA HDF5 file of one image (layout in the module docstring), written atomically;
     `facility` holds its sidecar user/sample fields, which win over the instrument's tags."""
     import h5py
-    import numpy as np
 
     height, width = image.pixels.shape
     # Built in memory, then written as bytes: h5py meeting a full disk while closing a file leaves

@@ -43,15 +43,15 @@ import numpy as np
 
 from semhpc import __version__
 from semhpc.data import tfrecord
-from semhpc.data.conversion import check_source_and_output, write_csv
 from semhpc.data.class_map import ClassMap, default_class_map
+from semhpc.data.conversion import check_source_and_output, write_csv
 from semhpc.data.sem_tiff import SemReadError, read_sem_tiff
 from semhpc.data.source_tree import ImageFinder
 from semhpc.data.split import DEFAULT_FRACTIONS, SPLITS, shard_of, split_of
-from semhpc.utils import atomic
-from semhpc.utils.errors import SemhpcError
 from semhpc.ranks import jobs
 from semhpc.ranks.world import World
+from semhpc.utils import atomic
+from semhpc.utils.errors import SemhpcError
 from semhpc.utils.paths import display_path
 
 MANIFEST_FORMAT = 1

@@ -54,6 +54,7 @@ import numpy as np
 from semhpc.data import tfrecord
 from semhpc.data.ingest import recorded_shard_bytes
 from semhpc.data.split import SPLITS
+from semhpc.data.tfrecord import parse_image_and_label
 from semhpc.utils.errors import SemhpcError
 from semhpc.utils.files import read_regular_bytes
 
@@ -248,8 +249,6 @@ def _decoded_split(data_dir, manifest, split, base_size):
 def _decode_base(record, base_size: int):
     """(uint8 [b, b, 1] whole frame resized to the base size, int32 label) of a serialized record."""
     import tensorflow as tf
-
-    from semhpc.data.tfrecord import parse_image_and_label
 
     image, label = parse_image_and_label(record)
     resized = tf.image.resize(tf.cast(image, tf.float32), (base_size, base_size), method=RESIZE_METHOD,

@@ -15,10 +15,13 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import numpy as np
+
 from semhpc.data import tfrecord
 from semhpc.data.pipeline import load_manifest
 from semhpc.data.sem_metadata import VENDOR_FIELDS
 from semhpc.data.split import SPLITS
+from semhpc.utils.atomic import atomic_path
 
 COVERAGE_FIELDS = tuple(field for field in VENDOR_FIELDS if field != "vendor") + ("vendor",)
 LISTED_DUPLICATE_GROUPS = 20  # in the printed table; report.json has them all
@@ -101,9 +104,6 @@ def save_chart(report: dict, path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
-
-    from semhpc.utils.atomic import atomic_path
 
     positions = np.arange(len(report["classes"]))
     bar_width = 0.8 / len(SPLITS)

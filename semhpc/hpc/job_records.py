@@ -11,6 +11,8 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from semhpc.hpc.scheduler import SCHEDULERS
+
 
 @dataclass(frozen=True)
 class SubmittedJob:
@@ -70,7 +72,6 @@ GONE, UNKNOWN = "GONE", "?"
 
 def current_states(jobs: list[SubmittedJob]) -> dict[str, str]:
     """Job id -> state, asking each scheduler once for all of its jobs."""
-    from semhpc.hpc.scheduler import SCHEDULERS
 
     states = {}
     for name, sched in SCHEDULERS.items():

@@ -10,11 +10,12 @@ from dataclasses import asdict, fields
 
 import pandas as pd
 
+from semhpc.hpc import job_records
+
 
 def list_jobs(with_states: bool = True) -> pd.DataFrame:
     """One row per submitted job, newest first (id, cluster, scheduler, kind, name, log, workdir,
     submitted, ...), with a `state` column when `with_states`. Empty when nothing was submitted."""
-    from semhpc.hpc import job_records
 
     jobs = job_records.submitted_jobs()
     table = pd.DataFrame([asdict(job) for job in jobs], columns=[f.name for f in fields(job_records.SubmittedJob)])

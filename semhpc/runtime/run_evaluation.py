@@ -13,6 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from semhpc.config import load_config
+from semhpc.runtime.distributed import init_horovod
+from semhpc.runtime.evaluation import evaluate
+from semhpc.runtime.recipe import split_dataset
+from semhpc.runtime.run_artifacts import load_trained_model, trained_weights
+from semhpc.runtime.stack import require_supported_stack
 from semhpc.utils import atomic
 from semhpc.utils.errors import SemhpcError
 from semhpc.utils.metrics_log import read_metrics
@@ -24,22 +29,16 @@ def evaluate_run(run_dir: Path, split: str = "test", data_dir: str | None = None
                  batch_size: int = 32) -> dict | None:
     """Evaluate; rank 0 writes RUN/eval.json (eval-<split>.json for other splits) and gets the
     result, other ranks get None."""
-    from semhpc.runtime.stack import require_supported_stack
 
     require_supported_stack()
     if not (run_dir / "config.yaml").is_file():
         raise SemhpcError(f"{run_dir}: no config.yaml (not a semhpc run directory)")
     cfg = load_config(run_dir / "config.yaml", [f"data.dir={data_dir}"] if data_dir else [])
 
-    from semhpc.runtime.distributed import init_horovod
-
     world = init_horovod(cfg.train.threads)
     import horovod.tensorflow as hvd
 
     from semhpc.data import pipeline
-    from semhpc.runtime.evaluation import evaluate
-    from semhpc.runtime.recipe import split_dataset
-    from semhpc.runtime.run_artifacts import load_trained_model, trained_weights
 
     classes = list(pipeline.load_manifest(cfg.data.dir)["classes"])
     model = load_trained_model(run_dir, cfg, len(classes))

@@ -6,6 +6,8 @@ wrong TensorFlow fails with one line naming the supported pair instead of an obs
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import importlib.metadata
 import os
 import platform
@@ -126,8 +128,6 @@ PMIX_CROSS_VERSION = (2, 1, 1)
 
 def pmix_version() -> str | None:
     """The version of the PMIx library here (libpmix, which Open MPI 4.x uses), or None."""
-    import ctypes
-    import ctypes.util
 
     for name in ("libpmix.so.2", ctypes.util.find_library("pmix")):
         try:

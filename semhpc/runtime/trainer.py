@@ -11,14 +11,21 @@ Run it as one process (`semhpc train --config C`) or under `mpirun -np N` (`semh
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+import numpy as np
+
 from semhpc.config import Config, save_config
+from semhpc.data import pipeline
+from semhpc.data.tfrecord import damage_reason
 from semhpc.runtime import transfer
+from semhpc.runtime.distributed import init_horovod
+from semhpc.runtime.evaluation import evaluate, format_report
 from semhpc.runtime.recipe import TrainingSetup, make_train_step, set_up_training, split_dataset
 from semhpc.runtime.run_artifacts import save_weights, status_owned_by_me, write_status
 from semhpc.runtime.stack import require_supported_stack
@@ -32,7 +39,6 @@ from semhpc.utils.progress import progress
 def train(cfg: Config, resume: bool = False) -> dict:
     """Train per `cfg` (continuing from the newest checkpoint when `resume`); return test results."""
     require_supported_stack()
-    from semhpc.runtime.distributed import init_horovod
 
     world = init_horovod(cfg.train.threads)
     run_dir = Path(cfg.run.dir)
@@ -57,8 +63,6 @@ def _damaged_record(exc: BaseException, data_dir) -> SemhpcError | None:
     """A record whose checksum fails (the shard's length is right, so the check before the first
     step passed): one line saying how to find and repair the shard, else None."""
     import tensorflow as tf
-
-    from semhpc.data.tfrecord import damage_reason
 
     if not isinstance(exc, tf.errors.DataLossError):
         return None
@@ -108,7 +112,6 @@ def _set_up(cfg: Config, resume: bool, world, run_dir: Path) -> _Run:
     import horovod.tensorflow as hvd
     import tensorflow as tf
 
-    from semhpc.data import pipeline
     from semhpc.model import registry
 
     if not resume and (run_dir / "metrics.jsonl").exists():
@@ -218,7 +221,6 @@ def _train_epoch(run: _Run, epoch: int) -> _RunningMetrics:
 def _end_epoch(run: _Run, epoch: int, whole_epoch: _RunningMetrics) -> None:
     """Average the epoch's metrics and BatchNorm statistics over ranks, validate, and (rank 0)
     write the epoch record, then the checkpoint and weights."""
-    from semhpc.runtime.evaluation import evaluate
 
     cfg, world, hvd = run.cfg, run.world, run.hvd
     train_time = time.perf_counter() - whole_epoch.started
@@ -242,7 +244,6 @@ def _end_epoch(run: _Run, epoch: int, whole_epoch: _RunningMetrics) -> None:
 def _finish(run: _Run) -> dict:
     """Evaluate on the test split, prove the replicas agree, and (rank 0) save the final weights,
     test_metrics.json and the "finished" status."""
-    from semhpc.runtime.evaluation import evaluate, format_report
 
     world, hvd = run.world, run.hvd
     test_data = split_dataset(run.cfg, "test", training=False, rank=world.rank, world_size=world.size)
@@ -335,14 +336,12 @@ def _average_batchnorm_statistics(model, hvd):
 
 def _rank_hosts(hvd) -> list[str]:
     """Each rank's host name, in rank order: the start record shows where the ranks ran."""
-    import socket
 
     return [str(host) for host in hvd.allgather_object(socket.gethostname(), name="rank_hosts")]
 
 
 def _replica_fingerprints(model, hvd) -> list[float]:
     """One checksum of all weights per rank, gathered: equal values prove the replicas agree."""
-    import numpy as np
     import tensorflow as tf
 
     local = sum((i + 1) * float(np.sum(v.numpy(), dtype=np.float64)) for i, v in enumerate(model.variables))
