@@ -11,7 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from ingest_helpers import MPI_ENV, write_image
+from cli_runs import MPI_ENV
+from ingest_helpers import write_image
 from semhpc.data import pipeline
 from semhpc.data.categories import CATEGORIES
 from semhpc.data.ingest import IngestSettings, ingest
