@@ -13,7 +13,8 @@ import time
 import pandas as pd
 import pytest
 
-from artifacts import semhpc, train_command
+from artifacts import train_command
+from cli_runs import semhpc_ok as semhpc
 from semhpc.monitor import describe_rank_spread, list_jobs, open_run
 from semhpc.monitor.status import decide_status
 from semhpc.utils.errors import SemhpcError
