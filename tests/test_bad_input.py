@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -26,6 +27,7 @@ import pytest
 from semhpc.cli import main as semhpc_main
 from semhpc.data.ingest import recorded_shard_bytes
 from semhpc.data.tfrecord import check_shard
+from semhpc.hpc.profiles import PROFILE_SCHEMA
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_RUN = ["model.name=densenet28", "data.image_size=32", "train.batch_size=16", "train.epochs=2",
@@ -88,9 +90,22 @@ class Env:
         os.mkfifo(self.tmp / name)
         return str(self.tmp / name)
 
-    def profile(self, name: str, change: bytes) -> str:
-        """The generic Slurm cluster profile with `change` appended."""
-        return self.file(name, (REPO / "hpc" / "clusters" / "generic-slurm.yaml").read_bytes() + change)
+    def profile(self, name: str, change: bytes = b"", **lines: bytes) -> str:
+        """The generic Slurm cluster profile with `change` appended and each `key=value` set in its
+        section (the line that sets it replaced, else one added under the section's header)."""
+        text = (REPO / "hpc" / "clusters" / "generic-slurm.yaml").read_bytes() + change
+        for key, value in lines.items():
+            line = b"  %s: %s" % (key.encode(), value)
+            found = re.search(rb"^  %s:.*$" % key.encode(), text, flags=re.M)
+            if found:
+                text = text[:found.start()] + line + text[found.end():]
+            else:
+                section = next(name for name, fields in PROFILE_SCHEMA.items() if key in fields)
+                text = text.replace(b"\n%s:\n" % section.encode(), b"\n%s:\n%s\n" % (section.encode(), line), 1)
+        return self.file(name, text)
+
+    def submit(self, profile: str, *options: str) -> list[str]:
+        return ["submit", "--cluster", profile, "--job", "train", "--dry-run", *options]
 
     def bundle(self) -> str:
         """The shared run exported as a classify bundle."""
@@ -186,6 +201,30 @@ TABLE = [
     ("submit --nodes 0", lambda env: ["submit", "--cluster", "generic-slurm", "--job", "train", "--nodes", "0"],
      "argument --nodes: 0 is out of range"),
     ("jupyter --port 70000", lambda env: ["jupyter", "--port", "70000"], "argument --port: 70000 is out of range"),
+    # ... and the numbers of a cluster profile: a node's shape, its memory and the walltimes.
+    ("submit: profile node.cores=100000", lambda env: env.submit(env.profile("site.yaml", cores=b"100000")),
+     "site.yaml: node.cores = 100000 must be between 1 and 1024"),
+    ("submit: profile node.gpus=400", lambda env: env.submit(env.profile("site.yaml", gpus=b"400")),
+     "site.yaml: node.gpus = 400 must be between 0 and 64"),
+    ("submit: profile gpu_compute_capability=80", lambda env: env.submit(
+        env.profile("site.yaml", gpu_compute_capability=b"80")),
+     "site.yaml: node.gpu_compute_capability = 80 must be between 0 and 20"),
+    ("submit: profile node.cpu_ranks=5000", lambda env: env.submit(env.profile("site.yaml", cpu_ranks=b"5000")),
+     "site.yaml: node.cpu_ranks = 5000 must be between 1 and 1024"),
+    ("submit: profile node.memory_gb=5120000", lambda env: env.submit(env.profile("site.yaml", memory_gb=b"5120000")),
+     "site.yaml: node.memory_gb = 5120000 must be between 0 and 65536"),
+    ("submit: profile node.memory_gb_per_core=-1", lambda env: env.submit(
+        env.profile("site.yaml", memory_gb_per_core=b"-1")),
+     "site.yaml: node.memory_gb_per_core = -1 must be between 0 and 65536"),
+    ("submit: profile memory per GPU x GPUs", lambda env: env.submit(env.profile("site.yaml", memory_gb_per_gpu=b"20000")),
+     "site.yaml: node.memory_gb_per_gpu = 20000 x node.gpus = 80000 GB per node must be at most 65536 GB"),
+    ("submit: profile default_walltime of 416 days", lambda env: env.submit(
+        env.profile("site.yaml", default_walltime=b'"9999:00:00"')),
+     "site.yaml: scheduler.default_walltime '9999:00:00': walltime must be longer than zero and at most 365 days"),
+    ("submit: profile max_walltime of zero", lambda env: env.submit(env.profile("site.yaml", max_walltime=b'"0:00:00"')),
+     "site.yaml: scheduler.max_walltime '0:00:00': walltime must be longer than zero"),
+    ("submit --walltime 400d", lambda env: env.submit("generic-slurm", "--walltime", "400d"),
+     "--walltime '400d': walltime must be longer than zero and at most 365 days"),
     ("launch --cores-per-rank x", lambda env: ["launch", "--cores-per-rank", "x", "--", "train"], "'x' is not a whole number"),
     # Special files (the class): refused without opening, so nothing blocks.
     ("train: config is a FIFO", lambda env: ["train", "--config", env.fifo("c.yaml")],
