@@ -20,10 +20,13 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from ingest_helpers import run_semhpc
 from semhpc.cli import main as semhpc_main
 from semhpc.data.ingest import recorded_shard_bytes
 from semhpc.data.tfrecord import check_shard
@@ -334,17 +337,32 @@ def test_rerunning_ingest_repairs_a_truncated_shard(env, capsys):
 # file; finished outputs stay intact and a rerun after freeing space completes.
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 2 MB tmpfs at tmp_path/disk (mounting needs root: skipped without it)."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
+@contextlib.contextmanager
+def tmpfs(folder: Path, size: str):
+    """A tmpfs of `size` mounted at `folder` (mounting needs root: the test is skipped without it)."""
+    folder.mkdir()
     mounted = os.geteuid() == 0 and subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True).returncode == 0
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True).returncode == 0
     if not mounted:
         pytest.skip("mounting a small tmpfs needs root")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB tmpfs at tmp_path/disk."""
+    with tmpfs(tmp_path / "disk", "2m") as disk:
+        yield disk
+
+
+@pytest.fixture
+def training_disk(tmp_path):
+    """A 64 MB tmpfs: room for a run's first files, so that the disk fills during training."""
+    with tmpfs(tmp_path / "disk", "64m") as disk:
+        yield disk
 
 
 def fill(disk: Path, leave: int) -> Path:
@@ -406,6 +424,69 @@ def test_train_on_a_full_disk_is_one_line(env, small_disk, capsys):
     fill(small_disk, leave=8_000)
     line = run_failing(env.train(f"run.dir={small_disk / 'run'}"), capsys)
     assert line.startswith(f"semhpc train: error: {small_disk / 'run'}/") and line.endswith("no space left on device")
+
+
+def test_a_disk_that_fills_during_training_names_the_file_and_marks_the_run_failed(env, training_disk, capsys):
+    run = training_disk / "run"
+    fill(training_disk, leave=1_000_000)  # room for the config, status and metrics; not for a checkpoint
+    line = run_failing(env.train(f"run.dir={run}"), capsys)
+    assert line.startswith(f"semhpc train: error: {run}/checkpoints/ckpt-2_temp/"), line
+    assert line.endswith(": no space left on device")
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "failed" and status["error"] == line.split(": error: ", 1)[1]
+    assert not list((run / "checkpoints").glob("*_temp"))  # the unfinished checkpoint made room for it
+
+
+def test_train_says_so_when_status_json_cannot_be_marked_failed(env, training_disk, capsys):
+    status = training_disk / "run" / "status.json"
+
+    def freeze_status():  # once the run has said "running", status.json cannot be changed (even by root)
+        while not status.is_file():
+            time.sleep(0.01)
+        subprocess.run(["chattr", "+i", str(status)], check=True)
+
+    freezer = threading.Thread(target=freeze_status)
+    freezer.start()
+    try:
+        line = run_failing(env.train(f"run.dir={status.parent}"), capsys)
+    finally:
+        freezer.join()
+        subprocess.run(["chattr", "-i", str(status)], check=True)
+    # The first write refused is the epoch end's status: the line says that status.json still says running.
+    assert line == (f"semhpc train: error: {status}: cannot write: operation not permitted; "
+                    "status.json still says running")
+    assert json.loads(status.read_text())["state"] == "running"
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("command", ["ingest", "hdf5"])
+def test_a_full_disk_under_mpi_ends_every_rank_with_one_line_and_a_rerun_completes(env, small_disk, command):
+    out = small_disk / command
+    argv = [command, env.tiffs, out, *(["--shards-per-split", "4"] if command == "ingest" else [])]
+    filler = fill(small_disk, leave=60_000)
+    failed = run_semhpc(*argv, mpi_ranks=2, timeout=600)  # a rank left waiting would end in TimeoutExpired
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr, failed.stderr[-3000:]
+    lines = [line for line in failed.stderr.splitlines() if line.startswith(f"semhpc {command}: error (rank ")]
+    assert lines and all(f"): {out}/" in line and line.endswith(": no space left on device") for line in lines), lines
+    if command == "ingest":
+        finished = sorted(out.glob("*.tfrecord"))
+        for shard in finished:  # every shard present is whole: the length ingest recorded
+            check_shard(shard, recorded_shard_bytes(out, shard.name))
+    else:
+        import h5py
+
+        finished = sorted(out.rglob("*.h5"))
+        for path in finished:
+            with h5py.File(path, "r") as h5:
+                assert h5["image"].shape == (48, 64)
+    assert finished and not list(out.rglob(".*.tmp"))
+    filler.unlink()
+    rerun = run_semhpc(*argv, mpi_ranks=2, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    if command == "ingest":
+        assert json.loads((out / "manifest.json").read_text())["images"] == 40
+    else:
+        assert len(list(out.rglob("*.h5"))) == 40
 
 
 # Each command that writes, with its output on a read-only file system.
