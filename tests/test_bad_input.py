@@ -7,8 +7,9 @@ no traceback. Rows are grouped by class (issue 20): splits a run reads, damaged 
 shards, YAML inputs, values out of range (config keys and command-line options), special files.
 The checks that need more than that one line (status.json, a fallback that succeeds, an output
 left intact) follow the table as ordinary tests, and so do the environment faults: a full disk
-(a 2 MB tmpfs) and a read-only output, per command that writes. EACCES is not tested: the tests
-run as root, which bypasses permissions.
+(a 2 MB tmpfs; 64 MB for a disk that fills during training; ingest and hdf5 also under
+`mpirun -np 2`), a read-only output and a folder the user may not write (EACCES, run without
+root's permission overrides), per command that writes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -466,8 +468,10 @@ def test_a_full_disk_under_mpi_ends_every_rank_with_one_line_and_a_rerun_complet
     filler = fill(small_disk, leave=60_000)
     failed = run_semhpc(*argv, mpi_ranks=2, timeout=600)  # a rank left waiting would end in TimeoutExpired
     assert failed.returncode == 2 and "Traceback" not in failed.stderr, failed.stderr[-3000:]
-    lines = [line for line in failed.stderr.splitlines() if line.startswith(f"semhpc {command}: error (rank ")]
-    assert lines and all(f"): {out}/" in line and line.endswith(": no space left on device") for line in lines), lines
+    # mpirun merges the ranks' stderr, so rank 1's line may follow rank 0's progress bar on one line.
+    lines = re.findall(rf"semhpc {command}: error \(rank \d\): .*", failed.stderr)
+    assert lines and all(f"): {out}/" in line and line.endswith(": no space left on device") for line in lines), \
+        failed.stderr[-3000:]
     if command == "ingest":
         finished = sorted(out.glob("*.tfrecord"))
         for shard in finished:  # every shard present is whole: the length ingest recorded
@@ -511,3 +515,53 @@ def test_a_read_only_output_is_one_line(env, small_disk, capsys, command, messag
     line = run_failing(command(env, read_only(small_disk)), capsys)
     assert line.lower().endswith("read-only file system") and message in line, line
     assert str(small_disk) in line
+
+
+# Each command that writes, into a folder it may read but not write: a copy of the inputs owned by
+# `nobody`, mode 755. Root bypasses permissions only through its capabilities CAP_DAC_OVERRIDE,
+# CAP_DAC_READ_SEARCH and CAP_FOWNER, so the command runs as root without them (setpriv): the
+# permission checks of an ordinary user, with the venv (under /root) still readable. Outputs go to
+# new paths in the folder; `data report`, `eval` and `calibrate` write next to their inputs.
+PERMISSION_DENIED = [
+    ("ingest", lambda ro: ["ingest", ro / "tiffs", ro / "data-new"]),
+    ("hdf5", lambda ro: ["hdf5", ro / "tiffs", ro / "h5"]),
+    ("synth", lambda ro: ["synth", ro / "tiffs-new", "--per-class", "1", "--size", "64x48"]),
+    ("train run.dir", lambda ro: Env(ro, ro).train(f"data.dir={ro / 'data'}", f"run.dir={ro / 'run-new'}")),
+    ("eval", lambda ro: ["eval", ro / "run", "--data", ro / "data"]),
+    ("export", lambda ro: ["export", ro / "run", ro / "bundle-new"]),
+    ("data report", lambda ro: ["data", "report", ro / "data"]),
+    ("classify", lambda ro: ["classify", "--model", ro / "bundle", "--input", ro / "tiffs", "--out", ro / "predictions"]),
+    ("calibrate", lambda ro: ["calibrate", "--model", ro / "bundle", "--data", ro / "data"]),
+    ("catalog build", lambda ro: ["catalog", "build", ro / "catalog.db", "--dataset", ro / "data"]),
+    ("submit --job-dir", lambda ro: ["submit", "--cluster", "generic-slurm", "--job", "train", "--job-dir",
+                                     ro / "jobs", "--", "--config", ro / "c.yaml"]),
+]
+WITHOUT_PERMISSION_OVERRIDES = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner", "--"]
+
+
+@pytest.fixture(scope="module")
+def not_writable(shared, tmp_path_factory):
+    """A folder owned by `nobody` (readable by all, writable by nobody else), holding copies of the inputs."""
+    if os.geteuid() != 0:
+        pytest.skip("handing a folder to another user needs root")
+    folder = tmp_path_factory.mktemp("not-writable")
+    for name in ("tiffs", "data", "run"):
+        shutil.copytree(shared / name, folder / name)
+    assert semhpc_main(["export", str(shared / "run"), str(folder / "bundle")]) == 0
+    (folder / "c.yaml").write_text("run:\n  dir: r\n")
+    subprocess.run(["chmod", "-R", "a+rX,go-w", str(folder)], check=True)
+    subprocess.run(["chown", "-R", "nobody:", str(folder)], check=True)
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [pytest.param(command, id=case) for case, command in PERMISSION_DENIED])
+def test_permission_denied_is_one_line_naming_the_path(not_writable, command):
+    argv = [str(arg) for arg in command(not_writable)]
+    out = subprocess.run([*WITHOUT_PERMISSION_OVERRIDES, sys.executable, "-m", "semhpc", *argv], cwd=not_writable,
+                         capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert out.returncode == 2 and last.startswith(f"semhpc {argv[0]}: error: {not_writable}/"), out.stderr[-3000:]
+    assert last.endswith("permission denied"), last
