@@ -160,7 +160,6 @@ def parse_walltime(text: str, what: str) -> int:
 
 
 def format_walltime(seconds: int) -> str:
-    """HH:MM:SS, which both Slurm and PBS Pro accept (hours may be more than 24)."""
-    if seconds <= 0:
-        raise SemhpcError("walltime must be longer than zero")
+    """HH:MM:SS, which both Slurm and PBS Pro accept (hours may be more than 24); `seconds` comes
+    from parse_walltime, which refuses zero."""
     return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
