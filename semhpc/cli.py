@@ -14,7 +14,7 @@ import os
 import sys
 
 from semhpc import __version__
-from semhpc.utils.errors import WRITE_FAILURES, SemhpcError
+from semhpc.utils.errors import SemhpcError, write_failure_text
 
 COMMANDS = (
     "doctor",
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         # A full disk, a quota, a read-only or forbidden folder met by a write not made through
         # semhpc.utils.atomic (TensorFlow's checkpoint writer, an appended log): still one line.
-        failure = _write_failure(exc)
+        failure = write_failure_text(exc)
         if failure is None:
             raise
         _close_progress_bars()
@@ -108,25 +108,6 @@ def _close_progress_bars() -> None:
     progress = sys.modules.get("semhpc.utils.progress")  # not imported: no bar was ever shown
     if progress is not None:
         progress.close_all()
-
-
-def _write_failure(exc: Exception) -> str | None:
-    """"PATH: no space left on device" when `exc` is a write failure the user must fix, else None.
-
-    An OSError carries its errno (and usually the file); TensorFlow's errors only a message
-    "PATH; No space left on device"."""
-    if isinstance(exc, OSError):
-        if exc.errno not in WRITE_FAILURES:
-            return None
-        where = f"{os.fsdecode(exc.filename)}: " if exc.filename else ""
-        return where + WRITE_FAILURES[exc.errno]
-    message = getattr(exc, "message", None)
-    if not type(exc).__module__.startswith("tensorflow") or not isinstance(message, str) or not message.strip():
-        return None
-    path, _, reason = message.strip().splitlines()[0].rpartition("; ")
-    if reason.lower() not in WRITE_FAILURES.values():
-        return None
-    return f"{path}: {reason.lower()}" if path else reason.lower()
 
 
 if __name__ == "__main__":  # pragma: no cover

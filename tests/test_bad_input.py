@@ -7,8 +7,9 @@ no traceback. Rows are grouped by class (issue 20): splits a run reads, damaged 
 shards, YAML inputs, values out of range (config keys and command-line options), special files.
 The checks that need more than that one line (status.json, a fallback that succeeds, an output
 left intact) follow the table as ordinary tests, and so do the environment faults: a full disk
-(a 2 MB tmpfs) and a read-only output, per command that writes. EACCES is not tested: the tests
-run as root, which bypasses permissions.
+(a 2 MB tmpfs; 64 MB for a disk that fills during training; ingest and hdf5 also under
+`mpirun -np 2`), a read-only output and a folder the user may not write (EACCES, run without
+root's permission overrides), per command that writes.
 """
 
 from __future__ import annotations
@@ -16,16 +17,22 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from cli_runs import run_semhpc
 from semhpc.cli import main as semhpc_main
 from semhpc.data.ingest import recorded_shard_bytes
 from semhpc.data.tfrecord import check_shard
+from semhpc.hpc.profiles import PROFILE_SCHEMA
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_RUN = ["model.name=densenet28", "data.image_size=32", "train.batch_size=16", "train.epochs=2",
@@ -88,9 +95,22 @@ class Env:
         os.mkfifo(self.tmp / name)
         return str(self.tmp / name)
 
-    def profile(self, name: str, change: bytes) -> str:
-        """The generic Slurm cluster profile with `change` appended."""
-        return self.file(name, (REPO / "hpc" / "clusters" / "generic-slurm.yaml").read_bytes() + change)
+    def profile(self, name: str, change: bytes = b"", **lines: bytes) -> str:
+        """The generic Slurm cluster profile with `change` appended and each `key=value` set in its
+        section (the line that sets it replaced, else one added under the section's header)."""
+        text = (REPO / "hpc" / "clusters" / "generic-slurm.yaml").read_bytes() + change
+        for key, value in lines.items():
+            line = b"  %s: %s" % (key.encode(), value)
+            found = re.search(rb"^  %s:.*$" % key.encode(), text, flags=re.M)
+            if found:
+                text = text[:found.start()] + line + text[found.end():]
+            else:
+                section = next(name for name, fields in PROFILE_SCHEMA.items() if key in fields)
+                text = text.replace(b"\n%s:\n" % section.encode(), b"\n%s:\n%s\n" % (section.encode(), line), 1)
+        return self.file(name, text)
+
+    def submit(self, profile: str, *options: str) -> list[str]:
+        return ["submit", "--cluster", profile, "--job", "train", "--dry-run", *options]
 
     def bundle(self) -> str:
         """The shared run exported as a classify bundle."""
@@ -186,6 +206,30 @@ TABLE = [
     ("submit --nodes 0", lambda env: ["submit", "--cluster", "generic-slurm", "--job", "train", "--nodes", "0"],
      "argument --nodes: 0 is out of range"),
     ("jupyter --port 70000", lambda env: ["jupyter", "--port", "70000"], "argument --port: 70000 is out of range"),
+    # ... and the numbers of a cluster profile: a node's shape, its memory and the walltimes.
+    ("submit: profile node.cores=100000", lambda env: env.submit(env.profile("site.yaml", cores=b"100000")),
+     "site.yaml: node.cores = 100000 must be between 1 and 1024"),
+    ("submit: profile node.gpus=400", lambda env: env.submit(env.profile("site.yaml", gpus=b"400")),
+     "site.yaml: node.gpus = 400 must be between 0 and 64"),
+    ("submit: profile gpu_compute_capability=80", lambda env: env.submit(
+        env.profile("site.yaml", gpu_compute_capability=b"80")),
+     "site.yaml: node.gpu_compute_capability = 80 must be between 0 and 20"),
+    ("submit: profile node.cpu_ranks=5000", lambda env: env.submit(env.profile("site.yaml", cpu_ranks=b"5000")),
+     "site.yaml: node.cpu_ranks = 5000 must be between 1 and 1024"),
+    ("submit: profile node.memory_gb=5120000", lambda env: env.submit(env.profile("site.yaml", memory_gb=b"5120000")),
+     "site.yaml: node.memory_gb = 5120000 must be between 0 and 65536"),
+    ("submit: profile node.memory_gb_per_core=-1", lambda env: env.submit(
+        env.profile("site.yaml", memory_gb_per_core=b"-1")),
+     "site.yaml: node.memory_gb_per_core = -1 must be between 0 and 65536"),
+    ("submit: profile memory per GPU x GPUs", lambda env: env.submit(env.profile("site.yaml", memory_gb_per_gpu=b"20000")),
+     "site.yaml: node.memory_gb_per_gpu = 20000 x node.gpus = 80000 GB per node must be at most 65536 GB"),
+    ("submit: profile default_walltime of 416 days", lambda env: env.submit(
+        env.profile("site.yaml", default_walltime=b'"9999:00:00"')),
+     "site.yaml: scheduler.default_walltime '9999:00:00': walltime must be longer than zero and at most 365 days"),
+    ("submit: profile max_walltime of zero", lambda env: env.submit(env.profile("site.yaml", max_walltime=b'"0:00:00"')),
+     "site.yaml: scheduler.max_walltime '0:00:00': walltime must be longer than zero"),
+    ("submit --walltime 400d", lambda env: env.submit("generic-slurm", "--walltime", "400d"),
+     "--walltime '400d': walltime must be longer than zero and at most 365 days"),
     ("launch --cores-per-rank x", lambda env: ["launch", "--cores-per-rank", "x", "--", "train"], "'x' is not a whole number"),
     # Special files (the class): refused without opening, so nothing blocks.
     ("train: config is a FIFO", lambda env: ["train", "--config", env.fifo("c.yaml")],
@@ -295,17 +339,32 @@ def test_rerunning_ingest_repairs_a_truncated_shard(env, capsys):
 # file; finished outputs stay intact and a rerun after freeing space completes.
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 2 MB tmpfs at tmp_path/disk (mounting needs root: skipped without it)."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
+@contextlib.contextmanager
+def tmpfs(folder: Path, size: str):
+    """A tmpfs of `size` mounted at `folder` (mounting needs root: the test is skipped without it)."""
+    folder.mkdir()
     mounted = os.geteuid() == 0 and subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True).returncode == 0
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True).returncode == 0
     if not mounted:
         pytest.skip("mounting a small tmpfs needs root")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB tmpfs at tmp_path/disk."""
+    with tmpfs(tmp_path / "disk", "2m") as disk:
+        yield disk
+
+
+@pytest.fixture
+def training_disk(tmp_path):
+    """A 64 MB tmpfs: room for a run's first files, so that the disk fills during training."""
+    with tmpfs(tmp_path / "disk", "64m") as disk:
+        yield disk
 
 
 def fill(disk: Path, leave: int) -> Path:
@@ -369,6 +428,71 @@ def test_train_on_a_full_disk_is_one_line(env, small_disk, capsys):
     assert line.startswith(f"semhpc train: error: {small_disk / 'run'}/") and line.endswith("no space left on device")
 
 
+def test_a_disk_that_fills_during_training_names_the_file_and_marks_the_run_failed(env, training_disk, capsys):
+    run = training_disk / "run"
+    fill(training_disk, leave=1_000_000)  # room for the config, status and metrics; not for a checkpoint
+    line = run_failing(env.train(f"run.dir={run}"), capsys)
+    assert line.startswith(f"semhpc train: error: {run}/checkpoints/ckpt-2_temp/"), line
+    assert line.endswith(": no space left on device")
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "failed" and status["error"] == line.split(": error: ", 1)[1]
+    assert not list((run / "checkpoints").glob("*_temp"))  # the unfinished checkpoint made room for it
+
+
+def test_train_says_so_when_status_json_cannot_be_marked_failed(env, training_disk, capsys):
+    status = training_disk / "run" / "status.json"
+
+    def freeze_status():  # once the run has said "running", status.json cannot be changed (even by root)
+        while not status.is_file():
+            time.sleep(0.01)
+        subprocess.run(["chattr", "+i", str(status)], check=True)
+
+    freezer = threading.Thread(target=freeze_status)
+    freezer.start()
+    try:
+        line = run_failing(env.train(f"run.dir={status.parent}"), capsys)
+    finally:
+        freezer.join()
+        subprocess.run(["chattr", "-i", str(status)], check=True)
+    # The first write refused is the epoch end's status: the line says that status.json still says running.
+    assert line == (f"semhpc train: error: {status}: cannot write: operation not permitted; "
+                    "status.json still says running")
+    assert json.loads(status.read_text())["state"] == "running"
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("command", ["ingest", "hdf5"])
+def test_a_full_disk_under_mpi_ends_every_rank_with_one_line_and_a_rerun_completes(env, small_disk, command):
+    out = small_disk / command
+    argv = [command, env.tiffs, out, *(["--shards-per-split", "4"] if command == "ingest" else [])]
+    filler = fill(small_disk, leave=60_000)
+    failed = run_semhpc(*argv, mpi_ranks=2, timeout=600)  # a rank left waiting would end in TimeoutExpired
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr, failed.stderr[-3000:]
+    # mpirun merges the ranks' stderr, so rank 1's line may follow rank 0's progress bar on one line.
+    lines = re.findall(rf"semhpc {command}: error \(rank \d\): .*", failed.stderr)
+    assert lines and all(f"): {out}/" in line and line.endswith(": no space left on device") for line in lines), \
+        failed.stderr[-3000:]
+    if command == "ingest":
+        finished = sorted(out.glob("*.tfrecord"))
+        for shard in finished:  # every shard present is whole: the length ingest recorded
+            check_shard(shard, recorded_shard_bytes(out, shard.name))
+    else:
+        import h5py
+
+        finished = sorted(out.rglob("*.h5"))
+        for path in finished:
+            with h5py.File(path, "r") as h5:
+                assert h5["image"].shape == (48, 64)
+    assert finished and not list(out.rglob(".*.tmp"))
+    filler.unlink()
+    rerun = run_semhpc(*argv, mpi_ranks=2, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    if command == "ingest":
+        assert json.loads((out / "manifest.json").read_text())["images"] == 40
+    else:
+        assert len(list(out.rglob("*.h5"))) == 40
+
+
 # Each command that writes, with its output on a read-only file system.
 READ_ONLY = [
     ("ingest", lambda env, ro: ["ingest", str(env.tiffs), str(ro / "new")], "new: cannot create the output folder"),
@@ -391,3 +515,53 @@ def test_a_read_only_output_is_one_line(env, small_disk, capsys, command, messag
     line = run_failing(command(env, read_only(small_disk)), capsys)
     assert line.lower().endswith("read-only file system") and message in line, line
     assert str(small_disk) in line
+
+
+# Each command that writes, into a folder it may read but not write: a copy of the inputs owned by
+# `nobody`, mode 755. Root bypasses permissions only through its capabilities CAP_DAC_OVERRIDE,
+# CAP_DAC_READ_SEARCH and CAP_FOWNER, so the command runs as root without them (setpriv): the
+# permission checks of an ordinary user, with the venv (under /root) still readable. Outputs go to
+# new paths in the folder; `data report`, `eval` and `calibrate` write next to their inputs.
+PERMISSION_DENIED = [
+    ("ingest", lambda ro: ["ingest", ro / "tiffs", ro / "data-new"]),
+    ("hdf5", lambda ro: ["hdf5", ro / "tiffs", ro / "h5"]),
+    ("synth", lambda ro: ["synth", ro / "tiffs-new", "--per-class", "1", "--size", "64x48"]),
+    ("train run.dir", lambda ro: Env(ro, ro).train(f"data.dir={ro / 'data'}", f"run.dir={ro / 'run-new'}")),
+    ("eval", lambda ro: ["eval", ro / "run", "--data", ro / "data"]),
+    ("export", lambda ro: ["export", ro / "run", ro / "bundle-new"]),
+    ("data report", lambda ro: ["data", "report", ro / "data"]),
+    ("classify", lambda ro: ["classify", "--model", ro / "bundle", "--input", ro / "tiffs", "--out", ro / "predictions"]),
+    ("calibrate", lambda ro: ["calibrate", "--model", ro / "bundle", "--data", ro / "data"]),
+    ("catalog build", lambda ro: ["catalog", "build", ro / "catalog.db", "--dataset", ro / "data"]),
+    ("submit --job-dir", lambda ro: ["submit", "--cluster", "generic-slurm", "--job", "train", "--job-dir",
+                                     ro / "jobs", "--", "--config", ro / "c.yaml"]),
+]
+WITHOUT_PERMISSION_OVERRIDES = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner", "--"]
+
+
+@pytest.fixture(scope="module")
+def not_writable(shared, tmp_path_factory):
+    """A folder owned by `nobody` (readable by all, writable by nobody else), holding copies of the inputs."""
+    if os.geteuid() != 0:
+        pytest.skip("handing a folder to another user needs root")
+    folder = tmp_path_factory.mktemp("not-writable")
+    for name in ("tiffs", "data", "run"):
+        shutil.copytree(shared / name, folder / name)
+    assert semhpc_main(["export", str(shared / "run"), str(folder / "bundle")]) == 0
+    (folder / "c.yaml").write_text("run:\n  dir: r\n")
+    subprocess.run(["chmod", "-R", "a+rX,go-w", str(folder)], check=True)
+    subprocess.run(["chown", "-R", "nobody:", str(folder)], check=True)
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [pytest.param(command, id=case) for case, command in PERMISSION_DENIED])
+def test_permission_denied_is_one_line_naming_the_path(not_writable, command):
+    argv = [str(arg) for arg in command(not_writable)]
+    out = subprocess.run([*WITHOUT_PERMISSION_OVERRIDES, sys.executable, "-m", "semhpc", *argv], cwd=not_writable,
+                         capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]
+    last = out.stderr.strip().splitlines()[-1]
+    assert out.returncode == 2 and last.startswith(f"semhpc {argv[0]}: error: {not_writable}/"), out.stderr[-3000:]
+    assert last.endswith("permission denied"), last

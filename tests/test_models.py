@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from semhpc import cli
+from semhpc.model import densenet as densenet_module
 from semhpc.model import registry
 from semhpc.model.densenet import DENSENET_VARIANTS
 from semhpc.utils.errors import SemhpcError
@@ -28,9 +29,11 @@ TABLE_2_1 = {
     "inception_v3": 27.1e6,
     "alexnet": 50.3e6,
 }
-# DenseNet-28 is fully specified by the thesis (k=56, blocks [2, 6, 4], one stem conv, one FC):
-# that network has 2.10M weights and biases, 5% above the table's "~2M", a figure given to one
-# significant digit. Every other row is held to 3%.
+# Every row is held to 3% but DenseNet-28: the network the thesis describes (k=56, blocks [2, 6, 4],
+# two transitions, one stem conv, one FC, cut down from its DenseNet-121) has 2,099,818 weights and
+# biases, 5% above the table's "~2M", on every counting basis (see the test below). The only part
+# the thesis leaves open is the stem's width; semhpc keeps DenseNet-121's 64 filters, and only a
+# stem of 43 filters or fewer would come within 3%, which nothing in the thesis supports.
 TABLE_2_1_TOLERANCE = {"densenet28": 0.055}
 # Published sizes of the models the thesis trained outside Table 2.1 (1000 classes, no aux head):
 # Szegedy et al. 2017 / keras applications.
@@ -186,6 +189,30 @@ def test_parameters_on_the_thesis_basis_match_table_2_1(name):
         assert (basis["trainable"], basis["params"]) == (27_145_970, 27_182_194)
     if name == "alexnet":  # no BN: every parameter is a weight or a bias
         assert basis["trainable"] == basis["params"] == 50_303_912
+
+
+def test_densenet28_is_5_percent_above_table_2_1_on_every_counting_basis():
+    """Why DenseNet-28 alone is not held to 3%: no way of counting reaches "~2M" (10 or 12 classes,
+    ImageNet's 1000 or 1001; trainable weights, all variables, or convolutions and dense layers only),
+    and of the architecture only the stem's width is not in the thesis."""
+    def counts(model):
+        trainable = sum(int(np.prod(weight.shape)) for weight in model.trainable_weights)
+        no_batchnorm = sum(int(np.prod(weight.shape)) for layer in model.layers
+                           if isinstance(layer, (tf.keras.layers.Conv2D, tf.keras.layers.Dense))
+                           for weight in layer.weights)
+        return trainable, int(model.count_params()), no_batchnorm
+
+    with tf.Graph().as_default():  # shapes only
+        bases = {classes: counts(registry.build("densenet28", num_classes=classes, input_size=32))
+                 for classes in (10, 12, 1000, 1001)}
+        stems = {filters: counts(densenet_module.densenet((2, 6, 4), 56, input_size=32, stem_filters=filters))[0]
+                 for filters in (16, 43, 44, 64, 112)}
+    print(f"densenet28 (trainable, all, conv+dense) by classes: {bases}; trainable by stem filters: {stems}")
+    assert bases[10][0] == stems[64] == 2_099_818
+    assert min(min(basis) for basis in bases.values()) > 1.04 * TABLE_2_1["densenet28"]
+    # 64 = DenseNet-121's stem (kept: shared first weights); 112 = DenseNet-BC's 2k rule; 16 = DenseNet's CIFAR stem.
+    assert stems == {16: 2_010_106, 43: 2_058_358, 44: 2_062_088, 64: 2_099_818, 112: 2_192_410}
+    assert stems[43] <= 1.03 * TABLE_2_1["densenet28"] < stems[44]
 
 
 def test_alexnet_and_vgg11_sizes_and_layers():

@@ -19,6 +19,8 @@ the text columns) is indexed for the free-text search.
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 import sqlite3
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from pathlib import Path
 
 from semhpc.classify.policy import DECISIONS, TOP_K
 from semhpc.data.nffa_context import FIELDS
-from semhpc.utils.errors import SemhpcError
+from semhpc.utils.errors import SemhpcError, write_failure
 
 SCHEMA_VERSION = 1
 # column -> SQL type. Sources: dataset (class, split, metadata), hdf5 (metadata, user, sample,
@@ -103,7 +105,13 @@ class _SQLite(_Dialect):
             raise SemhpcError(f"{path}: catalog not found (build it with `semhpc catalog build {path} ...`)")
         if path.exists() and not path.is_file():
             raise SemhpcError(f"{path}: exists and is not a catalog file")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_failure(path, exc) from None
+        writable = os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+        if create and not writable:  # the file and its journal next to it; sqlite3 would only say "unable to open"
+            raise write_failure(path, PermissionError(errno.EACCES, "permission denied"))
         connection = sqlite3.connect(path)
         connection.row_factory = sqlite3.Row
         return connection

@@ -25,7 +25,7 @@ def add_arguments(parser) -> None:
                              "or path to a profile .yaml")
     parser.add_argument("--job", required=True, choices=list(JOB_KINDS), help="what the job runs")
     parser.add_argument("--nodes", type=options.bounded_int(1, 10_000), help="nodes (default 1)")
-    parser.add_argument("--gpus-per-node", type=options.bounded_int(0, 64),
+    parser.add_argument("--gpus-per-node", type=options.bounded_int(0, options.MAX_GPUS_PER_NODE),
                         help="GPUs per node, one rank each (default: a train job's launch.gpus from its config, "
                              "else all of a GPU node's for train/bench/classify)")
     parser.add_argument("--walltime", help="e.g. 02:30:00, 1-12:00:00, 90m, 12h (default: the profile's)")

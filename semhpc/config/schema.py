@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from semhpc.utils.options import MAX_BATCH, MAX_CORES, MAX_INPUT_SIZE, MAX_RANKS, MAX_SIDE, MIN_SIDE
+from semhpc.utils.options import MAX_BATCH, MAX_CORES, MAX_GPUS_PER_NODE, MAX_INPUT_SIZE, MAX_RANKS, MAX_SIDE, MIN_SIDE
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "np": Field("int", 2, "Ranks for `semhpc demo` / `semhpc launch` when -np is not given.",
                     minimum=1, maximum=MAX_RANKS),
         "gpus": Field("int", 0, "GPUs (one rank each) that `semhpc submit --job train` asks for when "
-                      "--gpus-per-node is not given; 0 = all of the profile's GPU node.", minimum=0, maximum=64),
+                      "--gpus-per-node is not given; 0 = all of the profile's GPU node.", minimum=0,
+                      maximum=MAX_GPUS_PER_NODE),
     },
 }
 

@@ -51,7 +51,7 @@ from semhpc.data.split import DEFAULT_FRACTIONS, SPLITS, shard_of, split_of
 from semhpc.ranks import jobs
 from semhpc.ranks.world import World
 from semhpc.utils import atomic
-from semhpc.utils.errors import SemhpcError
+from semhpc.utils.errors import WRITE_FAILURES, SemhpcError
 from semhpc.utils.paths import display_path
 
 MANIFEST_FORMAT = 1
@@ -211,7 +211,8 @@ def _check_folders(settings: IngestSettings) -> None:
     try:
         (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise SemhpcError(f"{display_path(out)}: cannot create the output folder: {exc.strerror or exc}") from exc
+        reason = WRITE_FAILURES.get(exc.errno) or exc.strerror or exc
+        raise SemhpcError(f"{display_path(out)}: cannot create the output folder: {reason}") from exc
 
 
 def _refuse_foreign_data(out: Path) -> None:

@@ -27,9 +27,14 @@ from semhpc.hpc import SHIPPED_DIR, shell
 from semhpc.hpc.resources import JOB_KINDS, parse_walltime
 from semhpc.hpc.runtimes import container_runtimes
 from semhpc.utils.errors import SemhpcError
+from semhpc.utils.options import MAX_CORES, MAX_GPUS_PER_NODE
 
 SITE_DIR = Path("/etc/semhpc/clusters")
 REQUIRED = None  # a Field default of None marks a key every profile must set
+# Upper bounds of a node's numbers: well above any machine built, low enough that a typo (80 for a
+# compute capability of 8.0, 5120 GB for 512) is one line naming the key, not a job no queue runs.
+MAX_NODE_MEMORY_GB = 65_536  # 64 TB; the largest shared-memory nodes hold 32 TB
+MAX_COMPUTE_CAPABILITY = 20.0  # NVIDIA's newest GPUs are 10.x-12.x
 
 # Values that end up unquoted in #SBATCH / #PBS directives: no spaces, quotes or shell syntax.
 DIRECTIVE_WORD = re.compile(r"[A-Za-z0-9_.@,+-]+")
@@ -79,17 +84,22 @@ PROFILE_SCHEMA: dict[str, dict[str, Field]] = {
                                                     "prefix, one option each (e.g. --mail-type=END, -W group_list=x)."),
     },
     "node": {
-        "cores": Field("int", REQUIRED, "Physical cores per node.", minimum=1),
-        "gpus": Field("int", 0, "GPUs per GPU node (one Horovod rank per GPU).", minimum=0),
+        "cores": Field("int", REQUIRED, "Physical cores per node.", minimum=1, maximum=MAX_CORES),
+        "gpus": Field("int", 0, "GPUs per GPU node (one Horovod rank per GPU).", minimum=0,
+                      maximum=MAX_GPUS_PER_NODE),
         "gpu_model": Field("str", "", "GPU model, for messages (e.g. A100 64GB)."),
         "gpu_compute_capability": Field("float", 0.0, "CUDA compute capability of the GPUs (e.g. 8.0 for A100); "
-                                                      "required when node.gpus > 0.", minimum=0.0),
+                                                      "required when node.gpus > 0.", minimum=0.0,
+                                        maximum=MAX_COMPUTE_CAPABILITY),
         "memory_gb": Field("int", 0, "Memory to request per node in GB when no per-GPU/per-core rule applies; "
-                                     "0: the scheduler's default.", minimum=0),
-        "memory_gb_per_gpu": Field("int", 0, "Memory per GPU a job uses, in GB (GPU jobs ask GPUs x this).", minimum=0),
+                                     "0: the scheduler's default.", minimum=0,
+                           maximum=MAX_NODE_MEMORY_GB),
+        "memory_gb_per_gpu": Field("int", 0, "Memory per GPU a job uses, in GB (GPU jobs ask GPUs x this).", minimum=0,
+                                   maximum=MAX_NODE_MEMORY_GB),
         "memory_gb_per_core": Field("int", 0, "Memory per core a job uses, in GB (CPU jobs ask cores x this).",
-                                    minimum=0),
-        "cpu_ranks": Field("int", 1, "Ranks per node in CPU jobs: one per socket or per core group.", minimum=1),
+                                    minimum=0, maximum=MAX_NODE_MEMORY_GB),
+        "cpu_ranks": Field("int", 1, "Ranks per node in CPU jobs: one per socket or per core group.", minimum=1,
+                          maximum=MAX_CORES),
     },
     "execution": {
         "mode": Field("str", REQUIRED, "Where ranks run.", choices=("container", "bare-metal")),
@@ -242,6 +252,11 @@ def _check_consistency(profile: Profile, source: str) -> None:
                           "(e.g. 8.0 for A100, 7.0 for V100; semhpc refuses GPUs its image cannot use)")
     if node.memory_gb_per_gpu and not node.gpus:
         raise SemhpcError(f"{source}: node.memory_gb_per_gpu needs node.gpus > 0")
+    for key, count in (("memory_gb_per_gpu", "gpus"), ("memory_gb_per_core", "cores")):
+        asked = getattr(node, key) * getattr(node, count)  # what a whole-node job asks for
+        if asked > MAX_NODE_MEMORY_GB:
+            raise SemhpcError(f"{source}: node.{key} = {getattr(node, key)} x node.{count} = {asked} GB per node "
+                              f"must be at most {MAX_NODE_MEMORY_GB} GB")
     for key in ("default_walltime", "max_walltime"):
         if getattr(sched, key):
             parse_walltime(getattr(sched, key), f"{source}: scheduler.{key}")

@@ -137,23 +137,29 @@ def scaling_sweep(full: ResourcePlan, node) -> list[ResourcePlan]:
 
 _CLOCK = re.compile(r"(?:(\d+)-)?(\d+):(\d\d):(\d\d)")
 _UNITS = {"d": 86400, "h": 3600, "m": 60}
+MAX_WALLTIME_DAYS = 365  # no queue runs a job longer; a longer walltime is a typo
 
 
 def parse_walltime(text: str, what: str) -> int:
-    """Seconds in `H:MM:SS`, `D-HH:MM:SS`, or `90m` / `12h` / `2d`; `what` names the source in errors."""
+    """Seconds in `H:MM:SS`, `D-HH:MM:SS`, or `90m` / `12h` / `2d`, from 1 s to MAX_WALLTIME_DAYS;
+    `what` names the source in errors."""
     text = str(text).strip()
     clock = _CLOCK.fullmatch(text)
+    seconds = None
     if clock:
-        days, hours, minutes, seconds = (int(g or 0) for g in clock.groups())
-        if minutes < 60 and seconds < 60:
-            return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+        days, hours, minutes, secs = (int(g or 0) for g in clock.groups())
+        if minutes < 60 and secs < 60:
+            seconds = ((days * 24 + hours) * 60 + minutes) * 60 + secs
     elif re.fullmatch(r"\d+[dhm]", text):
-        return int(text[:-1]) * _UNITS[text[-1]]
-    raise SemhpcError(f"{what} {text!r}: walltime must look like 02:30:00, 1-12:00:00, 90m, 12h or 2d")
+        seconds = int(text[:-1]) * _UNITS[text[-1]]
+    if seconds is None:
+        raise SemhpcError(f"{what} {text!r}: walltime must look like 02:30:00, 1-12:00:00, 90m, 12h or 2d")
+    if not 0 < seconds <= MAX_WALLTIME_DAYS * _UNITS["d"]:
+        raise SemhpcError(f"{what} {text!r}: walltime must be longer than zero and at most {MAX_WALLTIME_DAYS} days")
+    return seconds
 
 
 def format_walltime(seconds: int) -> str:
-    """HH:MM:SS, which both Slurm and PBS Pro accept (hours may be more than 24)."""
-    if seconds <= 0:
-        raise SemhpcError("walltime must be longer than zero")
+    """HH:MM:SS, which both Slurm and PBS Pro accept (hours may be more than 24); `seconds` comes
+    from parse_walltime, which refuses zero."""
     return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

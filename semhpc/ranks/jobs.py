@@ -26,7 +26,7 @@ from typing import Callable
 
 from semhpc.ranks.world import POLL_SECONDS, World, share_from_root
 from semhpc.utils.errors import SemhpcError
-from semhpc.utils.progress import progress
+from semhpc.utils.progress import close_all, progress
 
 EXIT_OK, EXIT_FILES_FAILED, EXIT_USER_ERROR, EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 REPORT_EVERY_SECONDS = 0.5
@@ -88,6 +88,7 @@ def abort_on_failure(world: World, command: str):
     except SemhpcError as exc:
         if world.size == 1:
             raise
+        close_all()  # rank 0's bar: the error line starts a line of its own
         print(f"semhpc {command}: error (rank {world.rank}): {exc}", file=sys.stderr, flush=True)
         world.comm.Abort(EXIT_USER_ERROR)
     except KeyboardInterrupt:

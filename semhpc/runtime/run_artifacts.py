@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -28,11 +29,40 @@ STATES = ("running", "finished", "failed")
 
 def write_status(run_dir: Path, state: str, step: int | None, error: str | None = None) -> None:
     """Atomically record the run's state; a monitor also checks whether `pid` on `host` is alive."""
+    atomic.write_text(Path(run_dir) / "status.json", _status_record(state, step, error))
+
+
+def _status_record(state: str, step: int | None, error: str | None) -> str:
     assert state in STATES, state
-    atomic.write_json(Path(run_dir) / "status.json", {
-        "state": state, "pid": os.getpid(), "host": socket.gethostname(), "updated": time.time(),
-        "step": step, "error": error,
-    })
+    return json.dumps({"state": state, "pid": os.getpid(), "host": socket.gethostname(), "updated": time.time(),
+                       "step": step, "error": error}, indent=2) + "\n"
+
+
+def mark_failed(run_dir: Path, error: str) -> str | None:
+    """Record state "failed" with `error`; None when done, else why status.json could not be written.
+
+    On a full disk the atomic write needs room for a second copy: the unfinished checkpoints
+    TensorFlow left when its own write failed (`checkpoints/*_temp`, never a finished one) are
+    removed to make that room, and as a last resort status.json is overwritten in place (its
+    blocks are already allocated), so a monitor does not show a dead run as running."""
+    try:
+        write_status(run_dir, "failed", None, error=error)
+        return None
+    except (SemhpcError, OSError):
+        for unfinished in (Path(run_dir) / "checkpoints").glob("*_temp"):
+            shutil.rmtree(unfinished, ignore_errors=True)
+    try:
+        write_status(run_dir, "failed", None, error=error)
+        return None
+    except (SemhpcError, OSError) as exc:
+        in_place = _status_record("failed", None, error)
+        try:
+            with open(Path(run_dir) / "status.json", "r+", encoding="utf-8") as handle:
+                handle.write(in_place)
+                handle.truncate()
+            return None
+        except OSError:
+            return str(exc)
 
 
 def status_owned_by_me(run_dir: Path) -> bool:

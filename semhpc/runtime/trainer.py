@@ -27,11 +27,11 @@ from semhpc.runtime import transfer
 from semhpc.runtime.distributed import init_horovod
 from semhpc.runtime.evaluation import evaluate, format_report
 from semhpc.runtime.recipe import TrainingSetup, make_train_step, set_up_training, split_dataset
-from semhpc.runtime.run_artifacts import save_weights, status_owned_by_me, write_status
+from semhpc.runtime.run_artifacts import mark_failed, save_weights, status_owned_by_me, write_status
 from semhpc.runtime.stack import require_supported_stack
 from semhpc.runtime.termination import on_termination
 from semhpc.utils import atomic
-from semhpc.utils.errors import SemhpcError
+from semhpc.utils.errors import SemhpcError, write_failure_text
 from semhpc.utils.metrics_log import MetricsLog
 from semhpc.utils.progress import progress
 
@@ -51,8 +51,13 @@ def train(cfg: Config, resume: bool = False) -> dict:
     try:
         return _train(cfg, resume, world, run_dir)
     except BaseException as exc:
+        written = write_failure_text(exc)  # a full disk: "PATH: no space left on device"
         if world.is_root and status_owned_by_me(run_dir):  # never touch another run's status
-            write_status(run_dir, "failed", None, error=f"{type(exc).__name__}: {exc}")
+            unwritable = mark_failed(run_dir, written or f"{type(exc).__name__}: {exc}")
+            if unwritable:  # the one line says that status.json still reads "running"
+                cause = written or str(exc)
+                why = "" if unwritable == cause else f" ({unwritable})"
+                raise SemhpcError(f"{cause}; status.json still says running{why}") from None
         damaged = _damaged_record(exc, cfg.data.dir)
         if damaged is not None:
             raise damaged from None

@@ -17,6 +17,7 @@ MAX_BATCH = 4096
 MAX_INPUT_SIZE = 1024  # model input side; the models here are meant for 32-299 pixels
 MAX_RANKS = 4096
 MAX_CORES = 1024
+MAX_GPUS_PER_NODE = 64  # a node with more GPUs than this is a typo (the largest hold 8-16)
 
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 
