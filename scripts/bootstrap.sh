@@ -83,7 +83,7 @@ install_flavor_extension() {
   names=$(sed -n 's/^\([A-Za-z0-9][A-Za-z0-9._-]*\)==.*/\1/p' "$ROOT/requirements-mkl.lock")
   if [[ "$flavor" == mkl ]]; then
     say "installing the mkl flavour's extension (requirements-mkl.lock)"
-    "$VENV/bin/pip" install -q --no-deps -r "$ROOT/requirements-mkl.lock" >&2
+    "$VENV/bin/pip" install -q --no-deps -c "$ROOT/requirements.lock" -r "$ROOT/requirements-mkl.lock" >&2
     echo "$ROOT/requirements.lock $ROOT/requirements-mkl.lock"
   else
     # shellcheck disable=SC2086
