@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from common import machine, write_json  # noqa: E402
 
 # (model, its input size, batch per point in quick mode, cores of quick mode)
-MODELS = [("densenet28", 224, 8, (1, 2)), ("inception_v3", 299, 4, (2,))]
+MODELS = [("densenet28", 224, 8, (1, 2)), ("inception_v3", 299, 2, (2,))]
 PRECISIONS = {"float32": "fp32", "bfloat16": "mixed"}
 FULL_BATCH, FULL_BATCHES, QUICK_BATCHES = 16, 20, 3
 TRAIN_SETTINGS = ["--set", "model.name=densenet28", "--set", "data.image_size=32", "--set", "train.epochs=3",
@@ -78,6 +78,8 @@ def parse_args() -> argparse.Namespace:
                         help=f"every model at 1 and 2 cores, batch {FULL_BATCH}, {FULL_BATCHES} timed batches "
                              f"(default: quick, {QUICK_BATCHES} timed batches, smaller batches, Inception-v3 "
                              "on 2 cores only)")
+    parser.add_argument("--models", default=",".join(model for model, *_ in MODELS),
+                        help="models to bench, comma separated (default: all of them)")
     parser.add_argument("--repeats", type=int, default=1, help="runs of every point in each image (default 1)")
     parser.add_argument("--tolerance", type=float, default=0.1,
                         help="largest test-accuracy difference that still agrees (default 0.1)")
@@ -106,13 +108,13 @@ def doctor(image: str) -> dict:
 
 def bench_points(images: dict, args, work: Path) -> list[dict]:
     points = []
-    for model, size, quick_batch, quick_cores in MODELS:
+    for model, size, quick_batch, quick_cores in [entry for entry in MODELS if entry[0] in args.models.split(",")]:
         batch = FULL_BATCH if args.full else quick_batch
         batches = FULL_BATCHES if args.full else QUICK_BATCHES
         for cores in (1, 2) if args.full else quick_cores:
             for dtype, precision in PRECISIONS.items():
                 command = ["semhpc", "bench", "--model", model, "--image-size", str(size), "--batch-size", str(batch),
-                           "--batches", str(batches), "--warmup", "2", "--mode", "train", "--threads", str(cores),
+                           "--batches", str(batches), "--warmup", "1", "--mode", "train", "--threads", str(cores),
                            "--set", f"train.precision={precision}", "--json"]
                 runs = {flavour: [] for flavour in images}
                 for _ in range(args.repeats):
