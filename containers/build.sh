@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Build the semhpc image of one flavour and everything a cluster without Docker needs from it.
 #
-#   containers/build.sh [--flavor cpu|cuda] [--base-image IMAGE | --local-base] [--site-ca FILE]
+#   containers/build.sh [--flavor cpu|mkl|cuda] [--base-image IMAGE | --local-base] [--site-ca FILE]
 #                       [--reuse-wheels DIR] [--out DIR] [--no-archive] [-- EXTRA DOCKER BUILD ARGS...]
 #
-#   --flavor       cpu (default): Debian bookworm + tensorflow-cpu; cuda: NVIDIA CUDA + cuDNN base
-#   --base-image   the FROM image (default: debian:bookworm for cpu,
+#   --flavor       cpu (default): Debian bookworm + tensorflow-cpu; mkl: cpu + Intel Extension for
+#                  TensorFlow (requirements-mkl.lock; reuses the cpu build's cached layers);
+#                  cuda: NVIDIA CUDA + cuDNN base
+#   --base-image   the FROM image (default: debian:bookworm for cpu and mkl,
 #                  nvidia/cuda:12.2.2-cudnn8-devel-ubuntu22.04 for cuda)
-#   --local-base   no registry: make a Debian bookworm base with containers/base-image.sh (cpu)
+#   --local-base   no registry: make a Debian bookworm base with containers/base-image.sh (cpu, mkl)
 #   --site-ca      CA bundle pip must trust in the build, for a TLS-inspecting proxy
 #                  (default: $SITE_CA_BUNDLE, else $PIP_CERT; used in the build stage only)
 #   --reuse-wheels a folder with a Horovod wheel already compiled for the image's Python,
@@ -51,14 +53,14 @@ python_constant() {
 
 default_base_image() {
   case "$1" in
-    cpu) echo "debian:bookworm" ;;
+    cpu|mkl) echo "debian:bookworm" ;;
     cuda) echo "nvidia/cuda:12.2.2-cudnn8-devel-ubuntu22.04" ;;
   esac
 }
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --flavor) flavor=${2:?--flavor needs cpu or cuda}; shift 2 ;;
+    --flavor) flavor=${2:?--flavor needs cpu, mkl or cuda}; shift 2 ;;
     --base-image) base_image=${2:?--base-image needs an image}; shift 2 ;;
     --local-base) local_base=1; shift ;;
     --site-ca) site_ca=${2:?--site-ca needs a file}; shift 2 ;;
@@ -71,11 +73,11 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-[[ "$flavor" == cpu || "$flavor" == cuda ]] || die "--flavor must be cpu or cuda, not '$flavor'"
+[[ "$flavor" == cpu || "$flavor" == mkl || "$flavor" == cuda ]] || die "--flavor must be cpu, mkl or cuda, not '$flavor'"
 command -v docker >/dev/null || die "docker not found"
 docker info >/dev/null 2>&1 || die "no Docker daemon answers (start it: dockerd &)"
 if [[ $local_base -eq 1 ]]; then
-  [[ "$flavor" == cpu ]] || die "--local-base makes a Debian base: it serves the cpu flavour only"
+  [[ "$flavor" != cuda ]] || die "--local-base makes a Debian base: it serves the cpu and mkl flavours only"
   base_image=$("$HERE/base-image.sh")
 fi
 base_image=${base_image:-$(default_base_image "$flavor")}

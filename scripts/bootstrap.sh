@@ -3,6 +3,9 @@
 #
 #   scripts/bootstrap.sh           runtime: OpenMPI + build tools, .venv, pinned TensorFlow, Horovod
 #   scripts/bootstrap.sh --test    also what the test suite drives for real (see TEST_APT_PACKAGES)
+#   scripts/bootstrap.sh --mkl     the mkl flavour: also Intel Extension for TensorFlow
+#                                  (requirements-mkl.lock; or SEMHPC_FLAVOR=mkl). A run without it
+#                                  takes the extension out again: the venv is the cpu flavour.
 #
 # 1. Debian packages that are missing are installed when we are root (else: one error line).
 # 2. .venv is created with the pinned tree of requirements.lock (tensorflow-cpu==2.15.1, numpy<2),
@@ -10,8 +13,10 @@
 #    proves that every installed package is pinned there at its installed version.
 # 3. Horovod 0.28.1 is compiled once with MPI + Gloo against that TensorFlow; the wheel is cached
 #    in $SEMHPC_CACHE/wheels (default ~/.cache/semhpc) so later bootstraps only install it.
-# 4. semhpc itself is installed editable, and `semhpc doctor` must pass.
-# A stamp (hash of the lock, this script, the check and pyproject.toml) makes a second run take seconds.
+# 4. semhpc itself is installed editable, and `semhpc doctor` must pass (for --mkl: with the
+#    extension's plugin loaded).
+# A stamp (hash of the locks, this script, the check, pyproject.toml and the flavour) makes a second
+# run take seconds.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -28,7 +33,15 @@ RUNTIME_APT_PACKAGES=(openmpi-bin libopenmpi-dev cmake g++ make)
 TEST_APT_PACKAGES=(shellcheck docker.io debootstrap slurm-wlm munge chromium charliecloud postgresql)
 
 want_test=0
-[[ "${1:-}" == "--test" ]] && want_test=1
+flavor=${SEMHPC_FLAVOR:-cpu}
+for arg in "$@"; do
+  case "$arg" in
+    --test) want_test=1 ;;
+    --mkl) flavor=mkl ;;
+    *) echo "[bootstrap] error: unknown option '$arg' (--test, --mkl)" >&2; exit 1 ;;
+  esac
+done
+[[ "$flavor" == cpu || "$flavor" == mkl ]] || { echo "[bootstrap] error: SEMHPC_FLAVOR must be cpu or mkl, not '$flavor'" >&2; exit 1; }
 
 say() { echo "[bootstrap] $*" >&2; }
 die() { echo "[bootstrap] error: $*" >&2; exit 1; }
@@ -57,8 +70,26 @@ semhpc_version() {
 }
 
 stamp_value() {
-  cat "$ROOT/requirements.lock" "$ROOT/scripts/bootstrap.sh" "$ROOT/scripts/lock_check.py" "$ROOT/pyproject.toml" |
+  { cat "$ROOT/requirements.lock" "$ROOT/requirements-mkl.lock" "$ROOT/scripts/bootstrap.sh" \
+      "$ROOT/scripts/lock_check.py" "$ROOT/pyproject.toml"; echo "flavor=$flavor"; } |
     sha256sum | cut -c1-16
+}
+
+install_flavor_extension() {
+  # The mkl flavour's extension goes in with --no-deps (its metadata asks for `tensorflow` and
+  # older protobuf/absl-py than the lock's, which load and train: requirements-mkl.in says why);
+  # the cpu flavour takes out what an earlier --mkl run installed. Prints the locks to check against.
+  local names
+  names=$(sed -n 's/^\([A-Za-z0-9][A-Za-z0-9._-]*\)==.*/\1/p' "$ROOT/requirements-mkl.lock")
+  if [[ "$flavor" == mkl ]]; then
+    say "installing the mkl flavour's extension (requirements-mkl.lock)"
+    "$VENV/bin/pip" install -q --no-deps -c "$ROOT/requirements.lock" -r "$ROOT/requirements-mkl.lock" >&2
+    echo "$ROOT/requirements.lock $ROOT/requirements-mkl.lock"
+  else
+    # shellcheck disable=SC2086
+    "$VENV/bin/pip" uninstall -q -y $names >/dev/null 2>&1 || true
+    echo "$ROOT/requirements.lock"
+  fi
 }
 
 horovod_wheel() {
@@ -111,11 +142,18 @@ main() {
   # No build isolation: an isolated build would fetch setuptools unpinned.
   "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e "$ROOT" >"$VENV/.semhpc-install.log" 2>&1 ||
     { cat "$VENV/.semhpc-install.log" >&2; die "pip install -e $ROOT failed"; }
-  "$VENV/bin/python" "$ROOT/scripts/lock_check.py" "$ROOT/requirements.lock" \
+  local locks
+  locks=$(install_flavor_extension)
+  # shellcheck disable=SC2086
+  "$VENV/bin/python" "$ROOT/scripts/lock_check.py" $locks \
     --allow "horovod==$HOROVOD_VERSION" --allow "semhpc==$(semhpc_version)" >/dev/null ||
-    die "$VENV differs from requirements.lock (above): remove what you installed by hand, or delete $VENV and run again"
+    die "$VENV differs from $locks (above): remove what you installed by hand, or delete $VENV and run again"
 
   "$VENV/bin/semhpc" doctor >/dev/null || { "$VENV/bin/semhpc" doctor; die "semhpc doctor found problems"; }
+  if [[ "$flavor" == mkl ]]; then
+    "$VENV/bin/semhpc" doctor --json | "$VENV/bin/python" -c 'import json, sys; report = json.load(sys.stdin);
+sys.exit(None if report["itex_loaded"] else "[bootstrap] error: --mkl: " + report["cpu_extension"])'
+  fi
   stamp_value > "$stamp"
   say "environment ready ($VENV)"
 }

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Check that every package installed for this Python is pinned in a lock file, at that version.
 
-    python scripts/lock_check.py LOCK [--allow NAME==VERSION ...]
+    python scripts/lock_check.py LOCK [LOCK ...] [--allow NAME==VERSION ...]
 
 Run with the interpreter of the environment to check (the bootstrap's venv, the image's venv):
 it reads that environment's installed distributions, build tools (pip, setuptools, wheel)
 included, and compares each with LOCK (`requirements.lock`, or a constraints file derived from
-it). `--allow` admits a package that is not in the lock at exactly one version: Horovod (compiled
+it; more than one LOCK are read together, e.g. requirements.lock and the mkl flavour's
+requirements-mkl.lock). `--allow` admits a package that is not in the lock at exactly one version: Horovod (compiled
 against the installed TensorFlow, so it cannot be a registry pin) and semhpc itself.
 
 Exit 0 when everything matches; else one line per package that is missing from the lock or
@@ -66,21 +67,25 @@ def drift(pins, packages):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("lock", help="requirements.lock or a constraints file derived from it")
+    parser.add_argument("locks", nargs="+", metavar="LOCK",
+                        help="requirements.lock or a constraints file derived from it, and any extra lock")
     parser.add_argument("--allow", action="append", default=[], metavar="NAME==VERSION",
                         help="a package allowed besides the lock, at this version")
     args = parser.parse_args(argv)
-    pins = read_pins(args.lock)
+    pins = {}
+    for lock in args.locks:
+        pins.update(read_pins(lock))
     for allowed in args.allow:
         name, sep, version = allowed.partition("==")
         if not sep or not version:
             parser.error(f"--allow {allowed}: expected NAME==VERSION")
         pins[normalise(name)] = version
     problems = drift(pins, installed())
+    locks = " + ".join(args.locks)
     for problem in problems:
-        print(f"{args.lock}: {problem}", file=sys.stderr)
+        print(f"{locks}: {problem}", file=sys.stderr)
     if not problems:
-        print(f"every installed package of {sys.prefix} is pinned in {args.lock}")
+        print(f"every installed package of {sys.prefix} is pinned in {locks}")
     return 1 if problems else 0
 
 

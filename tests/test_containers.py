@@ -1,8 +1,9 @@
-"""Container images: the Dockerfile's settings, the Apptainer recipe, and a real build of the cpu image.
+"""Container images: the Dockerfile's settings, the Apptainer recipe, and real builds of the cpu
+and mkl images.
 
 The fast tests read the files; the slow ones start a Docker daemon when none runs, make a Debian
-base with debootstrap (cached as an image), build the cpu flavour with containers/build.sh and
-run semhpc inside it as the image's non-root user.
+base with debootstrap (cached as an image), build the cpu flavour with containers/build.sh, then
+the mkl flavour on its cached layers, and run semhpc inside them as the image's non-root user.
 """
 
 import json
@@ -522,14 +523,12 @@ semhpc launch -np 2 -- train --config /opt/semhpc/configs/demo.yaml --set run.di
   --set data.dir=data/dataset --set data.image_size=32 --set model.name=densenet28 \
   --set train.epochs=1 --set train.batch_size=4 --set train.log_every=1
 cat run/metrics.jsonl
+echo "TEST_METRICS $(python -c 'import json; print(json.dumps(json.load(open("run/test_metrics.json"))))')"
 """
 
 
-@pytest.mark.slow
-@pytest.mark.mpi
-def test_two_ranks_train_in_the_image(cpu_build):
-    """synth -> ingest -> `semhpc launch -np 2 -- train` inside the image, as the non-root user."""
-    tag, _ = cpu_build
+def train_two_ranks_in_image(tag):
+    """TRAIN_IN_IMAGE in `tag`: checks the run and returns its test metrics."""
     out = run_in_image(tag, "bash", "-c", TRAIN_IN_IMAGE, timeout=1200)
     assert out.returncode == 0, out.stderr[-5000:]
     records = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
@@ -538,3 +537,122 @@ def test_two_ranks_train_in_the_image(cpu_build):
     epoch = next(r for r in records if r["kind"] == "epoch")
     assert epoch["epoch"] == 1 and math.isfinite(epoch["loss"]) and 0.0 <= epoch["accuracy"] <= 1.0
     assert any(r["kind"] == "test" for r in records)
+    test = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("TEST_METRICS "))[13:])
+    # Horovod kept the replicas identical: the same weights on both ranks after training.
+    fingerprints = test["replica_fingerprints"]
+    assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]
+    return test
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+def test_two_ranks_train_in_the_image(cpu_build):
+    """synth -> ingest -> `semhpc launch -np 2 -- train` inside the image, as the non-root user."""
+    tag, _ = cpu_build
+    train_two_ranks_in_image(tag)
+
+
+# --- the mkl flavour: the cpu build plus Intel Extension for TensorFlow (slow) -----------------
+
+def extension_pins():
+    """The name==version lines of requirements-mkl.lock."""
+    return [line for line in (ROOT / "requirements-mkl.lock").read_text().splitlines()
+            if line and not line.startswith("#")]
+
+
+@pytest.fixture(scope="module")
+def mkl_build(cpu_build, tmp_path_factory):
+    """containers/build.sh --flavor mkl right after the cpu build, whose cached layers it reuses
+    (no archive: the cpu tests check that path): (image tag, output folder)."""
+    out = tmp_path_factory.mktemp("image-mkl")
+    site_ca = ["--site-ca", str(SYSTEM_CA_BUNDLE)] if SYSTEM_CA_BUNDLE.exists() else []
+    result = subprocess.run([str(CONTAINERS / "build.sh"), "--flavor", "mkl", "--local-base", *site_ca,
+                             "--no-archive", "--out", str(out)], capture_output=True, text=True, timeout=3600)
+    assert result.returncode == 0, result.stderr[-5000:]
+    yield result.stdout.strip().splitlines()[-1], out
+    shutil.rmtree(out)
+
+
+@pytest.mark.slow
+def test_mkl_build_reuses_the_cpu_build_and_adds_only_the_extension(cpu_build, mkl_build):
+    """Every layer up to Horovod is the cpu build's: the very Horovod wheel (a compile would differ
+    byte for byte) and the same pinned tree; the extension's wheels come apart, with their pins."""
+    (_, cpu_out), (mkl_tag, mkl_out) = cpu_build, mkl_build
+    version = semhpc.__version__
+    assert mkl_tag == f"semhpc:{version}-mkl"
+    cpu_wheels, mkl_wheels = cpu_out / f"wheelhouse-{version}-cpu", mkl_out / f"wheelhouse-{version}-mkl"
+    [cpu_horovod] = cpu_wheels.glob("horovod-*.whl")
+    assert (mkl_wheels / cpu_horovod.name).read_bytes() == cpu_horovod.read_bytes()
+    assert (mkl_wheels / "requirements.txt").read_text() == (cpu_wheels / "requirements.txt").read_text()
+    assert not (cpu_wheels / "extension").exists()
+    assert (mkl_wheels / "extension" / "requirements.txt").read_text().split() == extension_pins()
+    wheels = sorted(wheel.name.split("-")[:2] for wheel in (mkl_wheels / "extension").glob("*.whl"))
+    assert [f"{name.replace('_', '-')}=={release}" for name, release in wheels] == sorted(extension_pins())
+    labels = json.loads(subprocess.run(["docker", "image", "inspect", mkl_tag], capture_output=True, text=True,
+                                       check=True).stdout)[0]["Config"]["Labels"]
+    assert labels["io.semhpc.flavor"] == "mkl"
+
+
+@pytest.mark.slow
+def test_the_mkl_image_venv_holds_exactly_both_locks(mkl_build):
+    tag, _ = mkl_build
+    check = subprocess.run(["docker", "run", "--rm", "-v", f"{ROOT / 'scripts' / 'lock_check.py'}:/tmp/lock_check.py:ro",
+                            "-v", f"{ROOT / 'requirements.lock'}:/tmp/requirements.lock:ro",
+                            "-v", f"{ROOT / 'requirements-mkl.lock'}:/tmp/requirements-mkl.lock:ro",
+                            "--entrypoint", "python", tag, "/tmp/lock_check.py", "/tmp/requirements.lock",
+                            "/tmp/requirements-mkl.lock", "--allow", f"horovod=={semhpc.SUPPORTED_HOROVOD}",
+                            "--allow", f"semhpc=={semhpc.__version__}"], capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stderr
+    # The cpu lock alone refuses it: the extension is what the mkl flavour adds.
+    alone = subprocess.run(["docker", "run", "--rm", "-v", f"{ROOT / 'scripts' / 'lock_check.py'}:/tmp/lock_check.py:ro",
+                            "-v", f"{ROOT / 'requirements.lock'}:/tmp/requirements.lock:ro", "--entrypoint", "python",
+                            tag, "/tmp/lock_check.py", "/tmp/requirements.lock", "--allow",
+                            f"horovod=={semhpc.SUPPORTED_HOROVOD}", "--allow", f"semhpc=={semhpc.__version__}"],
+                           capture_output=True, text=True, timeout=300)
+    assert alone.returncode == 1
+    unpinned = sorted(re.sub(r"[-_.]+", "-", line.split(": ", 1)[1].split()[0]).lower()
+                      for line in alone.stderr.splitlines())
+    assert unpinned == sorted(pin.split("==")[0] for pin in extension_pins())
+
+
+def cpu_isa():
+    flags = (Path("/proc/cpuinfo").read_text().split("\nflags", 1)[1]).split("\n", 1)[0].split()
+    return "AVX512" if "avx512f" in flags else "AVX2"
+
+
+@pytest.mark.slow
+def test_doctor_reports_the_extension_in_the_mkl_image_and_its_absence_in_the_cpu_image(cpu_build, mkl_build):
+    report = json.loads(run_in_image(mkl_build[0], "semhpc", "doctor", "--json").stdout)
+    itex_version = dict(pin.split("==") for pin in extension_pins())["intel-extension-for-tensorflow"]
+    assert report["ok"] is True and report["warnings"] == []
+    assert report["itex"] == itex_version and report["itex_loaded"] is True
+    assert report["itex_backend"] == cpu_isa()
+    assert report["cpu_extension"].startswith(f"Intel Extension for TensorFlow {itex_version} loaded, {cpu_isa()}")
+    assert report["horovod_mpi"] and report["horovod_gloo"]
+    cpu = json.loads(run_in_image(cpu_build[0], "semhpc", "doctor", "--json").stdout)
+    assert cpu["itex"] is None and cpu["itex_loaded"] is False and cpu["itex_backend"] is None
+    assert cpu["cpu_extension"].startswith("none: stock TensorFlow oneDNN kernels") and "--flavor mkl" in cpu["cpu_extension"]
+
+
+@pytest.mark.slow
+@pytest.mark.mpi
+def test_two_ranks_allreduce_and_train_in_the_mkl_image(mkl_build):
+    """Horovod still works with the extension loaded: an allreduce and a 2-rank training whose
+    replicas end identical."""
+    tag, _ = mkl_build
+    out = run_in_image(tag, "mpirun", "-np", "2", "python", "-c", ALLREDUCE)
+    assert out.returncode == 0, out.stderr[-5000:]
+    assert sorted(line for line in out.stdout.splitlines() if line.startswith("rank ")) == \
+        ["rank 0 of 2: sum 3.0", "rank 1 of 2: sum 3.0"]
+    train_two_ranks_in_image(tag)
+
+
+@pytest.mark.slow
+def test_an_unknown_flavour_stops_the_build_with_one_line(docker_daemon):
+    base = subprocess.run([str(CONTAINERS / "base-image.sh")], capture_output=True, text=True, check=True,
+                          timeout=1800).stdout.strip()
+    out = subprocess.run(["docker", "build", "--force-rm", "-f", str(DOCKERFILE), "--target", "base", "--build-arg",
+                          "FLAVOR=rocm", "--build-arg", f"BASE_IMAGE={base}", str(ROOT)],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode != 0
+    assert "FLAVOR must be cpu, mkl or cuda, not 'rocm'" in out.stdout + out.stderr

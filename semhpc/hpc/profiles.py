@@ -59,6 +59,8 @@ MANAGED_OPTIONS = {
     "pbs": {"-N": "-N", "-q": "-q", "-A": "-A", "-j": "-j", "-k": "-k", "-o": "-o", "-e": "-o",
             "-l select": "-l select", "-l walltime": "-l walltime", "-l place": "scheduler.place"},
 }
+# The flavour in an image's name as containers/build.sh writes it: semhpc-VERSION-FLAVOR.sif/.tar/folder.
+IMAGE_FLAVOR_IN_NAME = re.compile(r"-(cpu|mkl|cuda)(\.sif|\.tar|$)")
 # Profile names (file names) appear in job scripts' comments and in `semhpc jobs`.
 PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -107,6 +109,11 @@ PROFILE_SCHEMA: dict[str, dict[str, Field]] = {
                                              "charliecloud or podman."),
         "image": Field("str", "", "Container image on a filesystem the compute nodes see (a .sif; Charliecloud: "
                                   "the folder ch-convert wrote; Podman: the image's name)."),
+        "image_flavor": Field("str", "", "The image's flavour (containers/build.sh --flavor; bare-metal: "
+                                         "scripts/bootstrap.sh --mkl): cpu, mkl (Intel Extension for TensorFlow, "
+                                         "for Intel CPUs with AVX512_BF16/AMX only: docs/benchmarks.md) or cuda; "
+                                         "empty: the one the image's file name says.",
+                              choices=("", "cpu", "mkl", "cuda")),
         "venv": Field("str", "", "Bare-metal venv with semhpc; empty: the venv running `semhpc submit`."),
         "modules": Field("list[str]", [], "`module load` names, in order (MPI, CUDA, the container runtime)."),
         "launcher": Field("str", "mpirun", "How ranks start: host mpirun (hybrid model) or `srun --mpi=pmix`.",
@@ -268,6 +275,10 @@ def _check_consistency(profile: Profile, source: str) -> None:
                           f"{', '.join(container_runtimes())} (hpc/runtimes.yaml)")
     if execution.mode == "container" and not execution.image:
         raise SemhpcError(f"{source}: execution.image is required when execution.mode is container")
+    named = IMAGE_FLAVOR_IN_NAME.search(os.path.basename(execution.image.rstrip("/")))
+    if execution.image_flavor and named and named.group(1) != execution.image_flavor:
+        raise SemhpcError(f"{source}: execution.image_flavor is {execution.image_flavor} but execution.image "
+                          f"{execution.image!r} is a {named.group(1)} image")
     if execution.launcher == "srun" and sched.type != "slurm":
         raise SemhpcError(f"{source}: execution.launcher srun needs scheduler.type slurm (use mpirun with PBS)")
     if profile.node.cpu_ranks > profile.node.cores:

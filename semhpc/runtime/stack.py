@@ -17,6 +17,7 @@ import subprocess
 from collections.abc import Mapping
 
 from semhpc import SUPPORTED_HOROVOD, SUPPORTED_TENSORFLOW, __version__
+from semhpc.runtime.cpu_extension import cpu_extension_report
 from semhpc.utils.errors import SemhpcError
 
 SUPPORTED_PAIR = f"tensorflow-cpu=={SUPPORTED_TENSORFLOW} (or tensorflow[and-cuda]) with horovod=={SUPPORTED_HOROVOD}"
@@ -234,7 +235,7 @@ def stack_report() -> dict:
         "container": container_runtime(),
         "gpus": [],
     }
-    problems = []
+    problems, extension_warnings = [], []
     tf_problem = tensorflow_problem(report["tensorflow"])
     if tf_problem:
         problems.append(tf_problem)
@@ -243,6 +244,9 @@ def stack_report() -> dict:
 
         report["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
         report["onednn"] = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") != "0"
+        extension = cpu_extension_report(cpu_bf16=report["cpu_bf16"])
+        extension_warnings = extension.pop("warnings")
+        report.update(extension)
         report.update(horovod_build())
         if report["horovod"] is None:
             problems.append("Horovod is not installed; run scripts/bootstrap.sh")
@@ -256,6 +260,7 @@ def stack_report() -> dict:
     if report["mpirun"] is None:
         problems.append("mpirun not found on PATH; install OpenMPI (Debian: openmpi-bin libopenmpi-dev)")
     report.update(hybrid_mpi_report(report["mpirun"], os.environ, pmix_version()))
+    report["warnings"] += extension_warnings
     report["problems"] = problems
     report["ok"] = not problems
     return report
