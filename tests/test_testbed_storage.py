@@ -27,6 +27,9 @@ def test_bench_io_reads_the_shared_volume_and_the_nodes_local_disk(testbed):
         assert all(row["images_per_sec"] > 0 and row["mb_per_sec"] > 0 for row in path_doc["rows"])
     assert [row["readers"] for row in doc["relative"]] == [1, 2]
     assert all(set(row["images_per_sec_vs_first"]) == {SHARED, LOCAL} for row in doc["relative"])
+    for row in doc["relative"]:  # shown with -s; benchmarks/storage_placement.py measures it
+        print(f"bench io on node1, {row['readers']} reader(s): local / shared "
+              f"{row['images_per_sec_vs_first'][LOCAL]:.2f}")
     # /tmp is the node's own: the other compute node does not see the copy, the shared volume it does.
     assert testbed.run("test", "-e", LOCAL, node="node2", check=False).returncode != 0
     assert testbed.run("test", "-d", SHARED, node="node2").returncode == 0
