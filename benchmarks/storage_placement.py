@@ -78,6 +78,7 @@ def prepare(bed: Testbed, per_class: int) -> None:
     bed.semhpc(SHARED, "ingest", "tiffs", "shards", "--shards-per-split", "4", timeout=3600)
     bed.run("rm", "-rf", LOCAL, node=NODE)
     bed.run("cp", "-r", SHARED, LOCAL, node=NODE)
+    bed.run("sync", node=NODE)  # written pages are dirty until flushed, and the readers cannot drop dirty pages
     print(f"data ready in {time.monotonic() - started:.0f} s", flush=True)
 
 

@@ -40,7 +40,7 @@ def test_jupyter_job_answers_with_its_token_and_refuses_without(testbed):
     log = testbed.read_text(f"{WORKDIR}/semhpc-jobs/semhpc-jupyter-{job_id}.log")
     assert text in log  # the same instructions are in the job log
     modes = testbed.run("stat", "-c", "%a", info, f"{WORKDIR}/semhpc-jobs/semhpc-jupyter-{job_id}.log").stdout.split()
-    assert modes == ["600", "600"]  # the token is a password: for the user's eyes only
+    assert [mode[-2:] for mode in modes] == ["00", "00"]  # the token is a password: for the user's eyes only
 
     api = f"http://{node}:{port}/api/contents"
     testbed.wait_for(lambda: http_status_from_login_node(testbed, api) is not None, 300, "JupyterLab to listen",
@@ -51,7 +51,9 @@ def test_jupyter_job_answers_with_its_token_and_refuses_without(testbed):
     assert http_status_from_login_node(testbed, f"{api}?token=not-{token}") == 403
     assert testbed.slurm_state(job_id) == "RUNNING"
 
-    assert testbed.semhpc(WORKDIR, "cancel", job_id).stdout.startswith(f"cancelled job {job_id}")
+    # --cluster: a PBS job of the same number (other tests submit both) must not be the one meant.
+    out = testbed.semhpc(WORKDIR, "cancel", "--cluster", "testbed-slurm", job_id).stdout
+    assert out.startswith(f"cancelled job {job_id}")
     ended = testbed.wait_for(lambda: (s := testbed.slurm_state(job_id)) in ("CANCELLED", "COMPLETED", "FAILED") and s,
                              120, "the job to end")
     assert ended == "CANCELLED"

@@ -15,6 +15,7 @@ LOCAL = "/tmp/io-tiffs"
 
 def test_bench_io_reads_the_shared_volume_and_the_nodes_local_disk(testbed):
     testbed.semhpc("/scratch/semhpc", "synth", "io-tiffs", "--per-class", "2", "--size", "256x192", "--seed", "5")
+    testbed.run("rm", "-rf", LOCAL, node="node1")
     testbed.run("cp", "-r", SHARED, LOCAL, node="node1")
     out = testbed.run("semhpc", "bench", "io", SHARED, LOCAL, "--readers", "1,2", "--json", node="node1",
                       timeout=900)
