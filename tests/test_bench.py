@@ -148,6 +148,34 @@ def test_io_bench_decodes_every_tfrecord_image(tmp_path):
     assert [(row["readers"], row["images"]) for row in doc["rows"]] == [(2, 5)]
 
 
+def test_io_bench_compares_copies_of_the_same_files_on_several_paths(tmp_path):
+    import shutil
+
+    from semhpc.data.synth import generate
+
+    generate(tmp_path / "a", per_class=1, size=(128, 96), progress=False)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    out = semhpc("bench", "io", str(tmp_path / "a"), str(tmp_path / "b"), "--readers", "1,2", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["kind"] == "bench_io_compare"
+    assert [(d["path"], d["files"], [row["images"] for row in d["rows"]]) for d in doc["paths"]] == [
+        (str(tmp_path / "a"), 10, [10, 10]), (str(tmp_path / "b"), 10, [10, 10])]
+    for at, row in enumerate(doc["relative"]):
+        ratios = row["images_per_sec_vs_first"]
+        assert ratios[str(tmp_path / "a")] == 1.0
+        assert ratios[str(tmp_path / "b")] == pytest.approx(
+            doc["paths"][1]["rows"][at]["images_per_sec"] / doc["paths"][0]["rows"][at]["images_per_sec"])
+    table = semhpc("bench", "io", str(tmp_path / "a"), str(tmp_path / "b"), "--readers", "1").stdout
+    assert f"relative to {tmp_path / 'a'}" in table and f"{tmp_path / 'b'} " in table.splitlines()[-1]
+
+    (tmp_path / "b" / "Tips").rename(tmp_path / "Tips-elsewhere")
+    out = semhpc("bench", "io", str(tmp_path / "a"), str(tmp_path / "b"))
+    assert out.returncode == 2
+    assert out.stderr.strip().startswith(f"semhpc bench: error: {tmp_path / 'b'} holds 9 file(s) of ")
+    assert out.stderr.strip().endswith("compare copies of the same files")
+
+
 def test_io_bench_on_a_folder_without_images_is_one_clear_line(tmp_path):
     out = semhpc("bench", "io", str(tmp_path))
     assert out.returncode == 2

@@ -5,6 +5,9 @@ A sysadmin runs it on each candidate storage (local disk, NFS, Lustre) before pl
 the thesis found local disk best with few readers and Lustre best with 24 (docs/background.md: File-system study). The
 work is what training and classification do to a file: a TIFF is read and decoded by
 `read_sem_tiff`; a TFRecord shard is read and every record's PNG decoded by TensorFlow.
+With several paths (copies of the same files on each storage) the paths take turns at every
+reader count, so a busy spell of a shared node hits all of them alike, and the report gives each
+path's images/sec relative to the first path's (docs/storage.md).
 
 Each reader is its own process and gets every N-th file; all readers start together and the
 point's time is the slowest reader's. Page cache: a file read once sits in memory, and reading it
@@ -42,14 +45,40 @@ def find_files(path: str | Path) -> list[Path]:
 
 def io_sweep(files: list[Path], readers: list[int]) -> list[dict]:
     """One row per reader count: images, megabytes and seconds, with images/sec and MB/s."""
-    rows = []
+    return _with_speedup([_io_point(files, count) for count in readers])
+
+
+def compare_paths(paths: list[str], readers: list[int]) -> list[dict]:
+    """`io_document` of each path, the paths taking turns at each reader count."""
+    files = {path: find_files(path) for path in paths}
+    first, *others = paths
+    for path in others:
+        if _shape(files[path]) != _shape(files[first]):
+            (count, size), (first_count, first_size) = _shape(files[path]), _shape(files[first])
+            raise SemhpcError(f"{path} holds {count} file(s) of {size / 1e6:.1f} MB, {first} {first_count} of "
+                              f"{first_size / 1e6:.1f} MB: compare copies of the same files")
+    rows: dict[str, list[dict]] = {path: [] for path in paths}
     for count in readers:
-        results = _run_readers(files, count)
-        seconds = max(result["seconds"] for result in results)
-        images = sum(result["images"] for result in results)
-        megabytes = sum(result["bytes"] for result in results) / 1e6
-        rows.append({"readers": count, "files": len(files), "images": images, "megabytes": megabytes,
-                     "seconds": seconds, "images_per_sec": images / seconds, "mb_per_sec": megabytes / seconds})
+        for path in paths:
+            rows[path].append(_io_point(files[path], count))
+    return [io_document(path, files[path], _with_speedup(rows[path])) for path in paths]
+
+
+def _shape(files: list[Path]) -> tuple[int, int]:
+    return len(files), sum(path.stat().st_size for path in files)
+
+
+def _io_point(files: list[Path], count: int) -> dict:
+    results = _run_readers(files, count)
+    seconds = max(result["seconds"] for result in results)
+    images = sum(result["images"] for result in results)
+    megabytes = sum(result["bytes"] for result in results) / 1e6
+    return {"readers": count, "files": len(files), "images": images, "megabytes": megabytes,
+            "seconds": seconds, "images_per_sec": images / seconds, "mb_per_sec": megabytes / seconds}
+
+
+def _with_speedup(rows: list[dict]) -> list[dict]:
+    """Each row's images/sec against the first row's (fewest readers)."""
     for row in rows:
         row["speedup"] = row["images_per_sec"] / rows[0]["images_per_sec"]
     return rows
@@ -132,6 +161,27 @@ def io_document(path: str | Path, files: list[Path], rows: list[dict]) -> dict:
     kind = "tfrecord" if files[0].suffix == TFRECORD_SUFFIX else "tiff"
     return {"format": 1, "kind": "bench_io", "path": str(path), "file_kind": kind, "files": len(files),
             "megabytes": sum(p.stat().st_size for p in files) / 1e6, "rows": rows}
+
+
+def comparison_document(documents: list[dict]) -> dict:
+    """Several paths' documents and, per reader count, each path's images/sec relative to the first path."""
+    first = documents[0]["rows"]
+    relative = [{"readers": row["readers"],
+                 "images_per_sec_vs_first": {doc["path"]: doc["rows"][i]["images_per_sec"] / row["images_per_sec"]
+                                             for doc in documents}}
+                for i, row in enumerate(first)]
+    return {"format": 1, "kind": "bench_io_compare", "paths": documents, "relative": relative}
+
+
+def format_comparison(document: dict) -> str:
+    lines = [format_io(doc) for doc in document["paths"]]
+    first = document["paths"][0]["path"]
+    lines.append(f"images/s relative to {first} (paths took turns at each reader count):")
+    for row in document["relative"]:
+        ratios = ", ".join(f"{path} {ratio:.2f}x" for path, ratio in row["images_per_sec_vs_first"].items()
+                           if path != first)
+        lines.append(f"{row['readers']:>7} reader(s): {ratios}")
+    return "\n".join(lines)
 
 
 def format_io(document: dict) -> str:

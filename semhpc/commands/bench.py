@@ -5,7 +5,7 @@
     semhpc bench --protocol convnet                                       the thesis protocol
     semhpc bench --sweep 1,2,4 --out DIR                                  rank sweep (CSV, JSON, PNG)
     semhpc bench --threads 1,2 --out DIR                                  thread sweep
-    semhpc bench io PATH --readers 1,2,4                                  read+decode throughput
+    semhpc bench io PATH [PATH ...] --readers 1,2,4                       read+decode throughput
 
 Settings come from the run config (`--config`, `--set`) and the flags override them; without a
 config the image size is the model's default input size.
@@ -65,8 +65,11 @@ def add_arguments(parser) -> None:
     targets = parser.add_subparsers(dest="target", metavar="io")
     io = targets.add_parser("io", help="read+decode throughput of SEM TIFFs or TFRecords under PATH",
                             description="Read and decode the files under PATH with 1, 2, ... concurrent "
-                                        "reader processes, to compare storage (local disk, NFS, Lustre).")
-    io.add_argument("path", help="folder (or file) of .tif/.tiff images or .tfrecord shards")
+                                        "reader processes, to compare storage (local disk, NFS, Lustre). "
+                                        "Several PATHs (copies of the same files) take turns at each reader "
+                                        "count and are compared with the first.")
+    io.add_argument("path", nargs="+", help="folder (or file) of .tif/.tiff images or .tfrecord shards; "
+                                            "several: copies of the same files on each storage, compared")
     io.add_argument("--readers", default="1,2", help="concurrent reader counts (default 1,2)")
     io.add_argument("--json", dest="io_json", action="store_true", help="print the JSON document")
     io.add_argument("--out", dest="io_out", help="write the JSON document here")
@@ -183,8 +186,12 @@ def _io(args) -> int:
     from semhpc.bench.sweep import parse_counts
 
     readers = parse_counts(args.readers, "--readers", MAX_READERS)
-    files = io.find_files(args.path)
-    document = io.io_document(args.path, files, io.io_sweep(files, readers))
+    if len(args.path) > 1:
+        document = io.comparison_document(io.compare_paths(args.path, readers))
+        _report(document, args.io_json, args.io_out, io.format_comparison)
+        return 0
+    files = io.find_files(args.path[0])
+    document = io.io_document(args.path[0], files, io.io_sweep(files, readers))
     _report(document, args.io_json, args.io_out, io.format_io)
     return 0
 
