@@ -14,18 +14,17 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import yaml
 
 from browser import VIEWPORT, lab_environment, launch, open_notebook, run_all_cells, screenshot, wait_until_all_ran
 from lab_server import http_answer, stop_process
 from semhpc.monitor.notebooks import FIGURE_TAG_PREFIX, NOTEBOOKS_DIR, inject_parameters
+from hub_settings import ROLES, write_batchspawner_settings
 from slurm_cluster import SlurmCluster, _free_port, missing_binaries
 from test_notebooks import parameters
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 ROOT = Path(__file__).resolve().parents[1]
-ROLES = ROOT / "ansible" / "roles"
 PROXY_DIR = ROLES / "semhpc_jupyter" / "files" / "proxy"
 PROXY = PROXY_DIR / "node_modules" / ".bin" / "configurable-http-proxy"
 PASSWORD = "hub-test-password"
@@ -40,24 +39,6 @@ def install_proxy() -> Path:
                              timeout=300)
         assert out.returncode == 0, out.stderr[-3000:]
     return PROXY
-
-
-def write_batchspawner_settings(folder: Path, variables: dict) -> Path:
-    """Run the role's `hub` tasks against localhost, as ansible/jupyter.yml does on the hub host."""
-    settings = folder / "etc" / "semhpc_batchspawner.py"
-    playbook = folder / "hub.yml"
-    playbook.write_text(yaml.safe_dump([{
-        "name": "Write the batchspawner settings", "hosts": "localhost", "connection": "local", "gather_facts": False,
-        "tasks": [{"name": "Hub", "ansible.builtin.include_role": {"name": "semhpc_jupyter", "tasks_from": "hub"}}]}]))
-    extra = folder / "hub-vars.yml"
-    extra.write_text(yaml.safe_dump({"ansible_python_interpreter": sys.executable,
-                                     "semhpc_jupyter_hub_config": str(settings), **variables}))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "ANSIBLE_ROLES_PATH": str(ROLES), "ANSIBLE_NOCOLOR": "1"}
-    out = subprocess.run(["ansible-playbook", "-i", "localhost,", str(playbook), "-e", f"@{extra}"], env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stdout[-3000:]
-    return settings
 
 
 @pytest.fixture
