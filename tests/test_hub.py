@@ -16,9 +16,9 @@ import nbformat
 import pytest
 
 from browser import VIEWPORT, lab_environment, launch, open_notebook, run_all_cells, screenshot, wait_until_all_ran
+from hub_settings import ROLES, write_batchspawner_settings
 from lab_server import http_answer, stop_process
 from semhpc.monitor.notebooks import FIGURE_TAG_PREFIX, NOTEBOOKS_DIR, inject_parameters
-from hub_settings import ROLES, write_batchspawner_settings
 from slurm_cluster import SlurmCluster, _free_port, missing_binaries
 from test_notebooks import parameters
 
