@@ -14,10 +14,12 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import yaml
 
 from browser import VIEWPORT, lab_environment, launch, open_notebook, run_all_cells, screenshot, wait_until_all_ran
 from hub_settings import ROLES, write_batchspawner_settings
 from lab_server import http_answer, stop_process
+from semhpc.hpc import SHIPPED_DIR
 from semhpc.monitor.notebooks import FIGURE_TAG_PREFIX, NOTEBOOKS_DIR, inject_parameters
 from slurm_cluster import SlurmCluster, _free_port, missing_binaries
 from test_notebooks import parameters
@@ -55,7 +57,10 @@ def hub(tmp_path, artifacts):
     venv_bin = Path(sys.executable).parent
     settings = write_batchspawner_settings(tmp_path, {
         "semhpc_version": "0.1.0", "semhpc_root": str(tmp_path / "semhpc"),
-        "semhpc_jupyter_scheduler": "slurm", "semhpc_jupyter_queue": "debug",
+        # Scheduler, queue, account and QOS from the cluster's profile, as a centre sets them.
+        "semhpc_jupyter_profile": yaml.safe_load((SHIPPED_DIR / "clusters" / "local-slurm.yaml").read_text()),
+        # What the single-user server in the job dials back to (the login node's address on a cluster).
+        "semhpc_jupyter_hub_connect_ip": "127.0.0.1",
         "semhpc_jupyter_walltime": "00:15:00", "semhpc_jupyter_cores": 1,
         # The test node declares no memory (Slurm counts 1 MB): ask for what it has.
         "semhpc_jupyter_memory": "1M",
@@ -71,8 +76,6 @@ c = get_config()  # noqa: F821
 c.JupyterHub.bind_url = "http://127.0.0.1:{port}"
 c.JupyterHub.hub_ip = "127.0.0.1"
 c.JupyterHub.hub_port = {hub_port}
-# What the single-user server in the job dials back to (the login node's address on a cluster).
-c.JupyterHub.hub_connect_ip = "127.0.0.1"
 c.JupyterHub.db_url = "sqlite:///{tmp_path / 'hub.sqlite'}"
 c.JupyterHub.cookie_secret_file = "{tmp_path / 'cookie_secret'}"
 c.JupyterHub.pid_file = "{tmp_path / 'hub.pid'}"
