@@ -310,11 +310,11 @@ def _make_train_steps(train_step):
 
 def _make_train_step(model, optimizer, train_cfg, num_classes, aux_loss_weight, precision, allreduce=True):
     """One synchronous step: forward, loss (+ auxiliary loss, + L2), allreduced gradients, update.
-Returns (loss, correct predictions, time this rank's gradients were ready, time the allreduce
-ended): the rank's own part of the step ends where its wait for the other ranks begins.
+    Returns (loss, correct predictions, time this rank's gradients were ready, time the allreduce
+    ended): the rank's own part of the step ends where its wait for the other ranks begins.
 
-    `allreduce=False` (a single rank) leaves out Horovod's gradient wrapper: with one rank it has
-    nothing to average, but still adds a size check and a conditional per gradient to the step.
+    `allreduce=False` (a single rank) leaves out Horovod's allreduce: with one rank it has nothing
+    to average, but would still add a size check and a conditional per gradient to the step.
     """
     import horovod.tensorflow as hvd
     import tensorflow as tf
