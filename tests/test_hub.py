@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from browser import VIEWPORT, lab_environment, launch, open_notebook, run_all_cells, screenshot, wait_until_all_ran
-from hub_settings import ROLES, write_batchspawner_settings
+from hub_settings import ROLES, jupyterhub_config, write_batchspawner_settings
 from lab_server import http_answer, stop_process
 from semhpc.hpc import SHIPPED_DIR
 from semhpc.monitor.notebooks import FIGURE_TAG_PREFIX, NOTEBOOKS_DIR, inject_parameters
@@ -70,29 +70,12 @@ def hub(tmp_path, artifacts):
     cluster = SlurmCluster(tmp_path / "slurm").start()
     port, hub_port, api_port = _free_port(), _free_port(), _free_port()
     config = tmp_path / "jupyterhub_config.py"
-    user = getpass.getuser()
-    config.write_text(f"""
-c = get_config()  # noqa: F821
-c.JupyterHub.bind_url = "http://127.0.0.1:{port}"
-c.JupyterHub.hub_ip = "127.0.0.1"
-c.JupyterHub.hub_port = {hub_port}
-c.JupyterHub.db_url = "sqlite:///{tmp_path / 'hub.sqlite'}"
-c.JupyterHub.cookie_secret_file = "{tmp_path / 'cookie_secret'}"
-c.JupyterHub.pid_file = "{tmp_path / 'hub.pid'}"
-c.ConfigurableHTTPProxy.command = ["{proxy}"]
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{api_port}"
-c.JupyterHub.authenticator_class = "dummy"
-c.DummyAuthenticator.password = "{PASSWORD}"
-c.Authenticator.allowed_users = {{"{user}"}}
-load_subconfig("{settings}")
-# The hub runs as the user here; a centre's hub submits through sudo -u USER (the default prefix).
-c.BatchSpawnerBase.exec_prefix = ""
-c.Spawner.notebook_dir = "{home}"
-# The checkout under test for the kernel (a centre's `module load semhpc` sets the same up).
-c.Spawner.environment.update({{"SLURM_CONF": "{cluster.conf}", "PYTHONPATH": "{ROOT}"}})
-c.Spawner.environment.update({lab_environment(tmp_path)!r})
-{'c.Spawner.args = ["--allow-root"]' if os.geteuid() == 0 else ''}
-""")
+    config.write_text(jupyterhub_config(
+        bind_url=f"http://127.0.0.1:{port}", hub_ip="127.0.0.1", hub_port=hub_port, proxy_api_port=api_port,
+        state_dir=str(tmp_path), proxy=str(proxy), user=getpass.getuser(), password=PASSWORD, settings=str(settings),
+        notebook_dir=str(home), allow_root=os.geteuid() == 0,
+        # The checkout under test for the kernel (a centre's `module load semhpc` sets the same up).
+        environment={"SLURM_CONF": str(cluster.conf), "PYTHONPATH": str(ROOT), **lab_environment(tmp_path)}))
     started = time.time()
     log = open(tmp_path / "jupyterhub.log", "w")
     env = {**os.environ, "SLURM_CONF": str(cluster.conf),

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from browser import LAB_SETTINGS, VIEWPORT, launch, open_notebook, run_all_cells, screenshot, wait_until_all_ran
-from hub_settings import write_batchspawner_settings
+from hub_settings import jupyterhub_config, write_batchspawner_settings
 from lab_server import http_answer
 from semhpc.hpc import SHIPPED_DIR
 from semhpc.monitor.notebooks import FIGURE_TAG_PREFIX, NOTEBOOKS_DIR, inject_parameters
@@ -28,30 +28,6 @@ PASSWORD = "hub-test-password"
 SPAWN_TIMEOUT = 300
 NOTEBOOK = "01_monitor_training.ipynb"
 SCHEDULERS = {"slurm": ("testbed-slurm", "1M"), "pbs": ("testbed-pbs", "256M")}  # profile, server memory
-
-
-def hub_config(scheduler: str) -> str:
-    return f"""
-c = get_config()  # noqa: F821
-c.JupyterHub.bind_url = "http://0.0.0.0:8000"
-# The API listens where the compute nodes reach it (semhpc_jupyter_hub_connect_ip names it for them).
-c.JupyterHub.hub_ip = "0.0.0.0"
-c.JupyterHub.hub_port = 8081
-c.JupyterHub.db_url = "sqlite:///{HUB_DIR}/{scheduler}/hub.sqlite"
-c.JupyterHub.cookie_secret_file = "{HUB_DIR}/{scheduler}/cookie_secret"
-c.JupyterHub.pid_file = "{HUB_DIR}/{scheduler}/hub.pid"
-c.ConfigurableHTTPProxy.command = ["{PROXY}"]
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:8001"
-c.JupyterHub.authenticator_class = "dummy"
-c.DummyAuthenticator.password = "{PASSWORD}"
-c.Authenticator.allowed_users = {{"{USER}"}}
-load_subconfig("{HUB_DIR}/{scheduler}/semhpc_batchspawner.py")
-# The hub runs as the user here; a centre's hub submits through sudo -u USER (the default prefix).
-c.BatchSpawnerBase.exec_prefix = ""
-c.Spawner.notebook_dir = "{HUB_DIR}"
-c.Spawner.environment.update({{"JUPYTERLAB_SETTINGS_DIR": "{HUB_DIR}/lab-settings",
-                               "JUPYTERLAB_WORKSPACES_DIR": "{HUB_DIR}/{scheduler}/lab-workspaces"}})
-"""
 
 
 @pytest.fixture(params=list(SCHEDULERS))
@@ -69,7 +45,12 @@ def hub(request, testbed, tmp_path, artifacts):
         "semhpc_jupyter_prologue": "export PATH=/opt/semhpc/venv/bin:$PATH",
     })
     testbed.write_text(f"{folder}/semhpc_batchspawner.py", settings.read_text())
-    testbed.write_text(f"{folder}/jupyterhub_config.py", hub_config(scheduler))
+    testbed.write_text(f"{folder}/jupyterhub_config.py", jupyterhub_config(
+        # The API listens where the compute nodes reach it (semhpc_jupyter_hub_connect_ip names it for them).
+        bind_url="http://0.0.0.0:8000", hub_ip="0.0.0.0", hub_port=8081, proxy_api_port=8001, state_dir=folder,
+        proxy=PROXY, user=USER, password=PASSWORD, settings=f"{folder}/semhpc_batchspawner.py",
+        notebook_dir=HUB_DIR, environment={"JUPYTERLAB_SETTINGS_DIR": f"{HUB_DIR}/lab-settings",
+                                           "JUPYTERLAB_WORKSPACES_DIR": f"{folder}/lab-workspaces"}))
     for name, values in LAB_SETTINGS.items():
         testbed.write_text(f"{HUB_DIR}/lab-settings/{name}", json.dumps(values))
     if not testbed.exists(f"{HUB_DIR}/run/metrics.jsonl"):  # the run notebook 01 shows, on the cluster
