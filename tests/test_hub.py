@@ -16,7 +16,16 @@ import nbformat
 import pytest
 import yaml
 
-from browser import VIEWPORT, lab_environment, launch, open_notebook, run_all_cells, screenshot, wait_until_all_ran
+from browser import (
+    VIEWPORT,
+    hub_login,
+    lab_environment,
+    launch,
+    open_notebook,
+    run_all_cells,
+    screenshot,
+    wait_until_all_ran,
+)
 from hub_settings import ROLES, jupyterhub_config, write_batchspawner_settings
 from lab_server import http_answer, stop_process
 from semhpc.hpc import SHIPPED_DIR
@@ -117,11 +126,7 @@ def test_hub_spawns_jupyterlab_as_a_slurm_job_and_stopping_it_ends_the_job(hub):
         browser = launch(playwright)
         page = browser.new_page(viewport=VIEWPORT)
         try:
-            page.goto(f"{base}/hub/login")
-            page.fill("#username_input", user)
-            page.fill("#password_input", PASSWORD)
-            page.click("#login_submit")
-            page.wait_for_url(f"{base}/user/{user}/lab**", timeout=SPAWN_TIMEOUT * 1000)
+            hub_login(page, base, user, PASSWORD, SPAWN_TIMEOUT)
             jobs = server_jobs(cluster)
             assert [(name, state) for _, name, state in jobs] == [("spawner-jupyterhub", "RUNNING")], jobs
             job_id = jobs[0][0]

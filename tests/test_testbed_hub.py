@@ -12,7 +12,16 @@ import nbformat
 import pytest
 import yaml
 
-from browser import LAB_SETTINGS, VIEWPORT, launch, open_notebook, run_all_cells, screenshot, wait_until_all_ran
+from browser import (
+    LAB_SETTINGS,
+    VIEWPORT,
+    hub_login,
+    launch,
+    open_notebook,
+    run_all_cells,
+    screenshot,
+    wait_until_all_ran,
+)
 from hub_settings import jupyterhub_config, write_batchspawner_settings
 from lab_server import http_answer
 from semhpc.hpc import SHIPPED_DIR
@@ -100,11 +109,7 @@ def test_hub_on_the_login_node_spawns_jupyterlab_as_a_batch_job_on_a_compute_nod
         browser = launch(playwright)
         page = browser.new_page(viewport=VIEWPORT)
         try:
-            page.goto(f"{base}/hub/login")
-            page.fill("#username_input", USER)
-            page.fill("#password_input", PASSWORD)
-            page.click("#login_submit")
-            page.wait_for_url(f"{base}/user/{USER}/lab**", timeout=SPAWN_TIMEOUT * 1000)
+            hub_login(page, base, USER, PASSWORD, SPAWN_TIMEOUT)
             jobs = server_jobs(testbed, scheduler)
             assert len(jobs) == 1 and jobs[0][1] in {"node1", "node2"}, jobs
             job_id = jobs[0][0]
