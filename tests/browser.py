@@ -116,3 +116,13 @@ def screenshot(page, path: Path, scroll_to_cell: int | None = None) -> Path:
     image = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
     image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
     return path
+
+
+def hub_login(page, base: str, user: str, password: str, spawn_timeout: float) -> None:
+    """Log in to the JupyterHub at `base` and wait until it has started the user's server and
+    shows JupyterLab (the hub's own page while the server job waits in the queue)."""
+    page.goto(f"{base}/hub/login")
+    page.fill("#username_input", user)
+    page.fill("#password_input", password)
+    page.click("#login_submit")
+    page.wait_for_url(f"{base}/user/{user}/lab**", timeout=spawn_timeout * 1000)

@@ -187,6 +187,37 @@ def test_env_role_writes_the_lock_as_requirements_and_as_constraints(tmp_path, f
 
 # --- molecule (slow) --------------------------------------------------------------------------
 
+@pytest.mark.parametrize("profile", ["testbed-slurm", "testbed-pbs"])
+def test_hub_settings_take_scheduler_queue_account_qos_and_hub_address_from_the_cluster_profile(tmp_path, profile):
+    """The jupyter role's hub settings for a cluster profile, loaded as JupyterHub loads them: the
+    server jobs go where `semhpc submit` sends a job of that profile, and call the hub back at
+    the profile's login host."""
+    from hub_settings import load_settings, write_batchspawner_settings
+
+    shipped = yaml.safe_load((ROOT / "hpc" / "clusters" / f"{profile}.yaml").read_text())
+    shipped["scheduler"]["login_host"] = "head"
+    config = load_settings(write_batchspawner_settings(tmp_path, {
+        "semhpc_version": "0.1.0", "semhpc_root": "/opt/semhpc", "semhpc_jupyter_profile": shipped,
+        "semhpc_jupyter_memory": "2G"}))
+    assert config.JupyterHub.hub_connect_ip == "head"
+    if profile == "testbed-slurm":
+        assert config.JupyterHub.spawner_class == "batchspawner.SlurmSpawner"
+        assert config.SlurmSpawner.req_partition == "tb_usr_prod"
+        assert config.SlurmSpawner.req_options == "--account=tb_semhpc --qos=tb_qos_dbg"
+        assert config.BatchSpawnerBase.req_memory == "2G"
+    else:
+        assert config.JupyterHub.spawner_class == "batchspawner.PBSSpawner"
+        assert config.PBSSpawner.req_queue == "workq"
+        assert "req_options" not in config.PBSSpawner   # the profile charges no account
+        assert config.BatchSpawnerBase.req_memory == "2gb"
+    # Values given to the role win over the profile's.
+    config = load_settings(write_batchspawner_settings(tmp_path, {
+        "semhpc_version": "0.1.0", "semhpc_root": "/opt/semhpc", "semhpc_jupyter_profile": shipped,
+        "semhpc_jupyter_queue": "other", "semhpc_jupyter_hub_connect_ip": "10.0.0.5"}))
+    assert config.JupyterHub.hub_connect_ip == "10.0.0.5"
+    assert (config.SlurmSpawner.req_partition if profile == "testbed-slurm" else config.PBSSpawner.req_queue) == "other"
+
+
 @pytest.mark.slow
 def test_molecule_converges_idempotently_and_verifies(docker_daemon):  # noqa: F811
     assert shutil.which("debootstrap") or run(["docker", "image", "inspect", "semhpc/debian:bookworm"]).returncode == 0

@@ -234,6 +234,21 @@ def test_impossible_requests_are_one_line_errors():
         parse_walltime("1:75:00", "--walltime")
 
 
+def test_jupyter_job_asks_what_a_notebook_needs_and_ends_when_idle(tmp_path):
+    """Not the whole node: the profile's jupyter.cores and memory; the idle timeout reaches JupyterLab."""
+    dcgp = load_profile("leonardo-dcgp")
+    lines = directives(render(dcgp, "jupyter", args=()), "#SBATCH")
+    assert {"--nodes=1", "--ntasks-per-node=1", "--cpus-per-task=2", "--mem=8G"} <= set(lines)
+    script = render(profile_from(tmp_path, "c3hpc", {"jupyter": {"cores": 4, "memory_gb": 16, "idle_minutes": 30}}),
+                    "jupyter", args=())
+    assert "#PBS -l select=1:ncpus=4:mpiprocs=1:mem=16gb" in script.splitlines()
+    assert "SEMHPC_IDLE_SECONDS=1800" in script.splitlines()
+    assert '--ServerApp.shutdown_no_activity_timeout="$SEMHPC_IDLE_SECONDS"' in script
+    # Never more cores than the node has.
+    assert plan_resources(profile_from(tmp_path, "c3hpc", {"jupyter": {"cores": 999}}), "jupyter").cores_per_rank == \
+        load_profile("c3hpc").node.cores
+
+
 def test_bench_sweep_doubles_ranks_on_one_node_then_nodes():
     booster = load_profile("leonardo-booster")
     full = plan_resources(booster, "bench", nodes=4)

@@ -16,9 +16,20 @@ import nbformat
 import pytest
 import yaml
 
-from browser import VIEWPORT, lab_environment, launch, open_notebook, run_all_cells, screenshot, wait_until_all_ran
+from browser import (
+    VIEWPORT,
+    hub_login,
+    lab_environment,
+    launch,
+    open_notebook,
+    run_all_cells,
+    screenshot,
+    wait_until_all_ran,
+)
+from hub_settings import ROLES, jupyterhub_config, write_batchspawner_settings
 from lab_server import http_answer, stop_process
 from notebook_runner import FIGURE_TAG_PREFIX, inject_parameters
+from semhpc.hpc import SHIPPED_DIR
 from semhpc.monitor.notebooks import NOTEBOOKS_DIR
 from slurm_cluster import SlurmCluster, _free_port, missing_binaries
 from test_notebooks import parameters
@@ -26,7 +37,6 @@ from test_notebooks import parameters
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 ROOT = Path(__file__).resolve().parents[1]
-ROLES = ROOT / "ansible" / "roles"
 PROXY_DIR = ROLES / "semhpc_jupyter" / "files" / "proxy"
 PROXY = PROXY_DIR / "node_modules" / ".bin" / "configurable-http-proxy"
 PASSWORD = "hub-test-password"
@@ -43,24 +53,6 @@ def install_proxy() -> Path:
     return PROXY
 
 
-def write_batchspawner_settings(folder: Path, variables: dict) -> Path:
-    """Run the role's `hub` tasks against localhost, as ansible/jupyter.yml does on the hub host."""
-    settings = folder / "etc" / "semhpc_batchspawner.py"
-    playbook = folder / "hub.yml"
-    playbook.write_text(yaml.safe_dump([{
-        "name": "Write the batchspawner settings", "hosts": "localhost", "connection": "local", "gather_facts": False,
-        "tasks": [{"name": "Hub", "ansible.builtin.include_role": {"name": "semhpc_jupyter", "tasks_from": "hub"}}]}]))
-    extra = folder / "hub-vars.yml"
-    extra.write_text(yaml.safe_dump({"ansible_python_interpreter": sys.executable,
-                                     "semhpc_jupyter_hub_config": str(settings), **variables}))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "ANSIBLE_ROLES_PATH": str(ROLES), "ANSIBLE_NOCOLOR": "1"}
-    out = subprocess.run(["ansible-playbook", "-i", "localhost,", str(playbook), "-e", f"@{extra}"], env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stdout[-3000:]
-    return settings
-
-
 @pytest.fixture
 def hub(tmp_path, artifacts):
     """(hub URL, Slurm cluster, user's home): JupyterHub on 127.0.0.1 spawning into Slurm."""
@@ -75,7 +67,10 @@ def hub(tmp_path, artifacts):
     venv_bin = Path(sys.executable).parent
     settings = write_batchspawner_settings(tmp_path, {
         "semhpc_version": "0.1.0", "semhpc_root": str(tmp_path / "semhpc"),
-        "semhpc_jupyter_scheduler": "slurm", "semhpc_jupyter_queue": "debug",
+        # Scheduler, queue, account and QOS from the cluster's profile, as a centre sets them.
+        "semhpc_jupyter_profile": yaml.safe_load((SHIPPED_DIR / "clusters" / "local-slurm.yaml").read_text()),
+        # What the single-user server in the job dials back to (the login node's address on a cluster).
+        "semhpc_jupyter_hub_connect_ip": "127.0.0.1",
         "semhpc_jupyter_walltime": "00:15:00", "semhpc_jupyter_cores": 1,
         # The test node declares no memory (Slurm counts 1 MB): ask for what it has.
         "semhpc_jupyter_memory": "1M",
@@ -85,31 +80,12 @@ def hub(tmp_path, artifacts):
     cluster = SlurmCluster(tmp_path / "slurm").start()
     port, hub_port, api_port = _free_port(), _free_port(), _free_port()
     config = tmp_path / "jupyterhub_config.py"
-    user = getpass.getuser()
-    config.write_text(f"""
-c = get_config()  # noqa: F821
-c.JupyterHub.bind_url = "http://127.0.0.1:{port}"
-c.JupyterHub.hub_ip = "127.0.0.1"
-c.JupyterHub.hub_port = {hub_port}
-# What the single-user server in the job dials back to (the login node's address on a cluster).
-c.JupyterHub.hub_connect_ip = "127.0.0.1"
-c.JupyterHub.db_url = "sqlite:///{tmp_path / 'hub.sqlite'}"
-c.JupyterHub.cookie_secret_file = "{tmp_path / 'cookie_secret'}"
-c.JupyterHub.pid_file = "{tmp_path / 'hub.pid'}"
-c.ConfigurableHTTPProxy.command = ["{proxy}"]
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{api_port}"
-c.JupyterHub.authenticator_class = "dummy"
-c.DummyAuthenticator.password = "{PASSWORD}"
-c.Authenticator.allowed_users = {{"{user}"}}
-load_subconfig("{settings}")
-# The hub runs as the user here; a centre's hub submits through sudo -u USER (the default prefix).
-c.BatchSpawnerBase.exec_prefix = ""
-c.Spawner.notebook_dir = "{home}"
-# The checkout under test for the kernel (a centre's `module load semhpc` sets the same up).
-c.Spawner.environment.update({{"SLURM_CONF": "{cluster.conf}", "PYTHONPATH": "{ROOT}"}})
-c.Spawner.environment.update({lab_environment(tmp_path)!r})
-{'c.Spawner.args = ["--allow-root"]' if os.geteuid() == 0 else ''}
-""")
+    config.write_text(jupyterhub_config(
+        bind_url=f"http://127.0.0.1:{port}", hub_ip="127.0.0.1", hub_port=hub_port, proxy_api_port=api_port,
+        state_dir=str(tmp_path), proxy=str(proxy), user=getpass.getuser(), password=PASSWORD, settings=str(settings),
+        notebook_dir=str(home), allow_root=os.geteuid() == 0,
+        # The checkout under test for the kernel (a centre's `module load semhpc` sets the same up).
+        environment={"SLURM_CONF": str(cluster.conf), "PYTHONPATH": str(ROOT), **lab_environment(tmp_path)}))
     started = time.time()
     log = open(tmp_path / "jupyterhub.log", "w")
     env = {**os.environ, "SLURM_CONF": str(cluster.conf),
@@ -151,11 +127,7 @@ def test_hub_spawns_jupyterlab_as_a_slurm_job_and_stopping_it_ends_the_job(hub):
         browser = launch(playwright)
         page = browser.new_page(viewport=VIEWPORT)
         try:
-            page.goto(f"{base}/hub/login")
-            page.fill("#username_input", user)
-            page.fill("#password_input", PASSWORD)
-            page.click("#login_submit")
-            page.wait_for_url(f"{base}/user/{user}/lab**", timeout=SPAWN_TIMEOUT * 1000)
+            hub_login(page, base, user, PASSWORD, SPAWN_TIMEOUT)
             jobs = server_jobs(cluster)
             assert [(name, state) for _, name, state in jobs] == [("spawner-jupyterhub", "RUNNING")], jobs
             job_id = jobs[0][0]

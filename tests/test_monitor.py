@@ -64,6 +64,8 @@ def test_tables_of_the_real_run_match_its_metrics_file(artifacts):
     per_rank = run.rank_step_times()
     assert sorted(per_rank["rank"].unique()) == list(range(start["ranks"]))
     assert (per_rank["step_time"] > 0).all()
+    # Each rank's compute part is a part of its step (the rest is the wait at the allreduce).
+    assert (per_rank["compute_time"] > 0).all() and (per_rank["compute_time"] <= per_rank["step_time"]).all()
     config = run.config()
     assert config["run"]["dir"] == str(artifacts.run) and config["train"]["epochs"] == 1
     assert run.evaluation() == json.loads((artifacts.run / "eval.json").read_text())
@@ -209,3 +211,16 @@ def test_rank_spread_names_the_straggler_over_the_newest_intervals():
     assert describe_rank_spread(pd.DataFrame(rows[:3])).endswith("slowest rank 0 at 1.00x the fastest")
     assert describe_rank_spread(pd.DataFrame(columns=["step", "rank", "step_time"])) == \
         "step time per rank: no step recorded yet"
+
+
+def test_rank_spread_uses_the_compute_time_before_the_allreduce_when_recorded():
+    """Every rank's step time includes its wait for the slowest at the allreduce: alike on all
+    ranks. The compute time before that wait names the straggler."""
+    rows = [{"step": s, "rank": r, "step_time": 0.9, "compute_time": c} for s in range(1, 6)
+            for r, c in enumerate([0.3, 0.85])]
+    assert describe_rank_spread(pd.DataFrame(rows)) == (
+        "compute time per rank (median of the last 5 intervals): rank 0 0.300 s, rank 1 0.850 s; "
+        "slowest rank 1 at 2.83x the fastest; step time 0.900 s (with the wait at the allreduce)")
+    # A run recorded before compute times existed: the step time, as before.
+    older = [{**row, "compute_time": float("nan")} for row in rows]
+    assert describe_rank_spread(pd.DataFrame(older)).startswith("step time per rank (median of the last 5")

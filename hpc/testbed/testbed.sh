@@ -21,6 +21,8 @@
 #                          containers/build.sh --flavor cpu --local-base when missing)
 #   OPENPBS_TARBALL        OpenPBS source (default: shared/vendor/openpbs-cd7ab5e.tar.gz beside
 #                          this checkout, where the project's shared folder keeps it)
+#   PYTHON                 the Python whose pip downloads JupyterHub's wheels (python3)
+#   SEMHPC_HUB_WHEELS      where they are kept between builds (~/.cache/semhpc/testbed-hub-wheels)
 #
 # Isolation: the nodes' only network is created with --internal (no route out); they share the
 # volumes PREFIX-home (/home) and PREFIX-scratch (/scratch); this checkout is mounted read-only
@@ -36,6 +38,8 @@ TARBALL=${OPENPBS_TARBALL:-$(dirname "$ROOT")/shared/vendor/openpbs-cd7ab5e.tar.
 NETWORK=$PREFIX-net
 NODES=(head node1 node2)
 READY_TIMEOUT=${SEMHPC_TESTBED_TIMEOUT:-180}
+PYTHON=${PYTHON:-python3}
+HUB_CACHE=${SEMHPC_HUB_WHEELS:-${XDG_CACHE_HOME:-$HOME/.cache}/semhpc/testbed-hub-wheels}
 
 say() { echo "[testbed] $*" >&2; }
 die() { echo "[testbed] error: $*" >&2; exit 1; }
@@ -56,6 +60,7 @@ build() {
   trap 'rm -rf "$context"' EXIT
   cp "$HERE/Dockerfile" "$HERE/slurm.conf" "$HERE/slurmdbd.conf" "$HERE/node-start.sh" "$context/"
   cp "$TARBALL" "$context/openpbs.tar.gz"
+  stage_hub "$context"
   start=$(date +%s)
   # The OpenPBS stage gets a tag of its own, so `docker image prune` keeps the compiled PBS.
   docker build -q --force-rm --target openpbs -t "${IMAGE%:*}-openpbs:latest" \
@@ -63,6 +68,26 @@ build() {
   docker build -q --force-rm -t "$IMAGE" --build-arg BASE_IMAGE="$BASE" --build-arg PBS_BUILD_BASE="$pbs_base" \
     "$context" >/dev/null
   say "image $IMAGE ready in $(( $(date +%s) - start )) s"
+}
+
+# JupyterHub for the image (Dockerfile): the lock's jupyterhub and batchspawner with their
+# dependencies as wheels (downloaded once into $HUB_CACHE), and configurable-http-proxy's
+# node_modules from the semhpc_jupyter role's package-lock.json.
+stage_hub() {
+  local context=$1 proxy=$ROOT/ansible/roles/semhpc_jupyter/files/proxy
+  local wheels  # one folder per version of the lock: a changed lock downloads its own wheels
+  wheels=$HUB_CACHE/$(sha256sum "$ROOT/requirements.lock" | cut -c1-12)
+  if ! compgen -G "$wheels/jupyterhub-*.whl" >/dev/null || ! compgen -G "$wheels/batchspawner-*.whl" >/dev/null; then
+    say "downloading the wheels of jupyterhub and batchspawner (requirements.lock) into $wheels"
+    "$PYTHON" -m pip download -q --only-binary=:all: -c "$ROOT/requirements.lock" -d "$wheels" \
+      jupyterhub batchspawner >/dev/null || die "pip download of jupyterhub and batchspawner failed"
+  fi
+  mkdir -p "$context/hub-wheels" "$context/proxy"
+  cp "$wheels"/*.whl "$context/hub-wheels/"
+  if [[ ! -x $proxy/node_modules/.bin/configurable-http-proxy ]]; then
+    (cd "$proxy" && npm ci --no-audit --no-fund >/dev/null) || die "npm ci in $proxy failed"
+  fi
+  cp -r "$proxy/package.json" "$proxy/package-lock.json" "$proxy/node_modules" "$context/proxy/"
 }
 
 cpu_of() {  # the host core a compute node is pinned to: node1 -> 0, node2 -> 1 (0 on a 1-core host)

@@ -1,7 +1,7 @@
 """What `semhpc bench` and `semhpc profile` time: a registry model, one synthetic batch held in
 memory, and the trainer's own setup and training step (runtime/recipe.py).
 
-Using the trainer's setup and step (its loss, weight decay, Horovod `DistributedGradientTape` and optimizer)
+Using the trainer's setup and step (its loss, weight decay, Horovod gradient allreduce and optimizer)
 means a benchmark figure is a training figure, not the figure of a simpler loop. Synthetic input
 (docs/background.md: Scaling, the thesis' benchmark method) keeps the input pipeline out of the measurement.
 """

@@ -119,6 +119,13 @@ PROFILE_SCHEMA: dict[str, dict[str, Field]] = {
         "launcher": Field("str", "mpirun", "How ranks start: host mpirun (hybrid model) or `srun --mpi=pmix`.",
                           choices=("mpirun", "srun")),
     },
+    "jupyter": {
+        "cores": Field("int", 2, "Cores of a `jupyter` job: a notebook's kernel and JupyterLab need a few, not a "
+                                 "whole node (at most node.cores).", minimum=1),
+        "memory_gb": Field("int", 8, "Memory of a `jupyter` job in GB; 0: the scheduler's default.", minimum=0),
+        "idle_minutes": Field("int", 60, "A `jupyter` job ends itself after this many minutes without activity "
+                                         "(no request, no busy kernel); 0: only at its walltime.", minimum=0),
+    },
     "paths": {
         "data": Field("str", "", "Where datasets live (bound into the container)."),
         "scratch": Field("str", "", "Fast scratch space, e.g. Lustre (bound into the container)."),
@@ -135,6 +142,7 @@ class Profile:
     scheduler: SimpleNamespace
     node: SimpleNamespace
     execution: SimpleNamespace
+    jupyter: SimpleNamespace
     paths: SimpleNamespace
     env: dict[str, str]  # exported in every job, after semhpc's own settings
     job_defaults: dict[str, list[str]]  # job kind -> arguments put before the user's (theirs win)

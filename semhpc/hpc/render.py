@@ -174,7 +174,8 @@ def _job(profile, kind: str, args: list[str], log: str) -> str:
     command = [job.command] if job.command else []
     settings = [_array("SEMHPC_ARGS", [shell.word(a) for a in [*command, *args]])]
     if kind == "jupyter":
-        settings += [f"SEMHPC_LOGIN_HOST={shell.word(profile.scheduler.login_host)}", f"SEMHPC_LOG={shell.word(log)}"]
+        settings += [f"SEMHPC_LOGIN_HOST={shell.word(profile.scheduler.login_host)}", f"SEMHPC_LOG={shell.word(log)}",
+                     f"SEMHPC_IDLE_SECONDS={profile.jupyter.idle_minutes * 60}"]
     return "\n".join(settings) + "\n" + _snippet(f"job/{job.script}")
 
 

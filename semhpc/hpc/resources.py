@@ -4,7 +4,8 @@ The mapping (hpc/README.md, "Resources and ranks"):
 - GPU jobs: one rank per GPU; the node's cores are split evenly between its ranks.
 - CPU jobs: `node.cpu_ranks` ranks per node (one per socket, or per core group on a KNL), each
   bound to cores // cpu_ranks cores with as many OpenMP/intra-op threads.
-- Single-process jobs (jupyter): one rank with the whole node.
+- Single-process jobs (jupyter): one process with what a notebook needs, the profile's
+  `jupyter.cores` (at most the node's) and `jupyter.memory_gb`, never the whole node.
 Memory follows the job, not the node: GPU jobs ask GPUs x `node.memory_gb_per_gpu`, CPU jobs cores x
 `node.memory_gb_per_core`, else `node.memory_gb` per node.
 GPUs older than the image's CUDA build (IMAGE_COMPUTE_CAPABILITIES) are never asked for: by default
@@ -97,12 +98,16 @@ def plan_resources(profile, kind: str, *, nodes: int | None = None, gpus_per_nod
     if sched.max_walltime and seconds > parse_walltime(sched.max_walltime, ""):
         raise SemhpcError(f"--walltime {walltime}: {profile.name} allows at most {sched.max_walltime}")
     queue = queue if queue is not None else (sched.gpu_queue if gpus else sched.cpu_queue)
-    cores_per_rank = node.cores // ranks_per_node
+    if job.single_process:
+        cores_per_rank, memory_gb = min(profile.jupyter.cores, node.cores), profile.jupyter.memory_gb
+    else:
+        cores_per_rank = node.cores // ranks_per_node
+        memory_gb = memory_per_node(node, gpus, ranks_per_node * cores_per_rank)
     return ResourcePlan(nodes=nodes, ranks_per_node=ranks_per_node, cores_per_rank=cores_per_rank,
                         gpus_per_node=gpus, walltime=format_walltime(seconds), queue=queue,
                         qos=sched.qos if qos is None else qos,
                         reservation=sched.reservation if reservation is None else reservation,
-                        memory_gb=memory_per_node(node, gpus, ranks_per_node * cores_per_rank))
+                        memory_gb=memory_gb)
 
 
 def memory_per_node(node, gpus: int, cores: int) -> int:

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 from semhpc.monitor.classification import AUTO_THRESHOLD, OUTCOMES, SUGGEST_THRESHOLD, per_class_table
 from semhpc.monitor.layer_timing import LAYER_PHASES
+from semhpc.monitor.run import spread_column
 from semhpc.utils.errors import SemhpcError
 
 OUTCOME_COLOURS = {"top1 correct": "tab:green", "top2 correct": "tab:orange", "neither": "tab:red"}
@@ -51,17 +52,20 @@ def evaluated_split(epochs: pd.DataFrame) -> str:
 
 
 def rank_step_spread(rank_times: pd.DataFrame) -> Figure:
-    """Step time of each rank over the run (left) and its distribution per rank (right): a slow
-    rank makes every rank wait at the allreduce."""
+    """Compute time of each rank over the run (left) and its distribution per rank (right): a slow
+    rank makes every rank wait at the allreduce, so only the part before that wait tells which
+    rank is slow (`run.spread_column`: the step time for runs recorded without it)."""
+    column = spread_column(rank_times)
+    label = "compute time (before the allreduce)" if column == "compute_time" else "step time"
     fig, axes = _figure(1, 2, (11, 3.8))
     ranks = sorted(rank_times["rank"].unique())
     for rank in ranks:
         mine = rank_times[rank_times["rank"] == rank]
-        axes[0, 0].plot(mine["step"], mine["step_time"], label=f"rank {rank}")
-    axes[0, 0].set(title="step time per rank", xlabel="step", ylabel="seconds")
+        axes[0, 0].plot(mine["step"], mine[column], label=f"rank {rank}")
+    axes[0, 0].set(title=f"{label} per rank", xlabel="step", ylabel="seconds")
     if ranks:  # a run opened before its first step record has no ranks to label yet
         axes[0, 0].legend(fontsize="small")
-    axes[0, 1].boxplot([rank_times.loc[rank_times["rank"] == r, "step_time"] for r in ranks])
+    axes[0, 1].boxplot([rank_times.loc[rank_times["rank"] == r, column] for r in ranks])
     axes[0, 1].set_xticks(range(1, len(ranks) + 1), [f"rank {r}" for r in ranks])
     axes[0, 1].set(title="spread", ylabel="seconds")
     return fig

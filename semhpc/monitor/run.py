@@ -32,17 +32,34 @@ def open_run(run_dir: str | Path) -> "Run":
     return Run(run_dir)
 
 
+def spread_column(rank_times: pd.DataFrame) -> str:
+    """The column that tells ranks apart: `compute_time` (each rank's own part of a step, before it
+    waits for the others at the allreduce) when every record has it, else `step_time` (runs
+    recorded before the trainer measured it: every rank's step time includes that wait, so a
+    straggler makes them all look alike)."""
+    if "compute_time" in rank_times and len(rank_times) and rank_times["compute_time"].notna().all():
+        return "compute_time"
+    return "step_time"
+
+
 def describe_rank_spread(rank_times: pd.DataFrame, recent: int = 20) -> str:
-    """One line for people from `Run.rank_step_times()`: each rank's median step time over the
-    newest `recent` logged intervals and how much slower the slowest rank is than the fastest.
-    A straggler (a slow node, a busy core) shows as one rank well above the others."""
+    """One line for people from `Run.rank_step_times()`: each rank's median compute time (its
+    batch, forward and backward, before the allreduce) over the newest `recent` logged intervals
+    and how much slower the slowest rank is than the fastest. A straggler (a slow node, a busy core,
+    slow storage) shows as one rank well above the others; the step time, the same on every rank
+    since the others wait for it, follows."""
+    column = spread_column(rank_times)
+    label = "compute time" if column == "compute_time" else "step time"
     if rank_times.empty:
-        return "step time per rank: no step recorded yet"
-    newest_steps = sorted(rank_times["step"].unique())[-recent:]
-    medians = rank_times[rank_times["step"].isin(newest_steps)].groupby("rank")["step_time"].median()
+        return f"{label} per rank: no step recorded yet"
+    recent_rows = rank_times[rank_times["step"].isin(sorted(rank_times["step"].unique())[-recent:])]
+    medians = recent_rows.groupby("rank")[column].median()
     per_rank = ", ".join(f"rank {rank} {seconds:.3f} s" for rank, seconds in medians.items())
-    return (f"step time per rank (median of the last {len(newest_steps)} intervals): {per_rank}; "
+    line = (f"{label} per rank (median of the last {recent_rows['step'].nunique()} intervals): {per_rank}; "
             f"slowest rank {medians.idxmax()} at {medians.max() / medians.min():.2f}x the fastest")
+    if column == "compute_time":
+        line += f"; step time {recent_rows['step_time'].median():.3f} s (with the wait at the allreduce)"
+    return line
 
 
 class Run:
@@ -78,16 +95,19 @@ class Run:
         return self._table("epoch", EPOCH_COLUMNS)
 
     def rank_step_times(self) -> pd.DataFrame:
-        """Long table (step, rank, step_time). Step records carry `rank_step_times` (one value
-        per rank, index = rank) when the trainer gathers them; otherwise only rank 0's own
-        `step_time` is known and the table has rank 0 alone."""
+        """Long table (step, rank, step_time, compute_time). Step records carry `rank_step_times`
+        and `rank_compute_times` (one value per rank, index = rank) when the trainer gathers them;
+        otherwise only rank 0's own `step_time` is known and the table has rank 0 alone.
+        compute_time is NaN in records written before the trainer measured it."""
         rows = []
         for record in self.records():
             if record.get("kind") != "step":
                 continue
             per_rank = record.get("rank_step_times") or [record["step_time"]]
-            rows += [{"step": record["step"], "rank": rank, "step_time": t} for rank, t in enumerate(per_rank)]
-        return pd.DataFrame(rows, columns=["step", "rank", "step_time"])
+            compute = record.get("rank_compute_times") or [float("nan")] * len(per_rank)
+            rows += [{"step": record["step"], "rank": rank, "step_time": t, "compute_time": c}
+                     for rank, (t, c) in enumerate(zip(per_rank, compute))]
+        return pd.DataFrame(rows, columns=["step", "rank", "step_time", "compute_time"])
 
     def config(self) -> dict:
         """The resolved config the run was started with, {section: {key: value}}. Read as plain

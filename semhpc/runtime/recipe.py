@@ -67,11 +67,13 @@ def set_up_training(cfg: Config, num_classes: int, steps_per_epoch: int, world_s
 
 
 def make_train_step(setup: TrainingSetup, train_cfg, num_classes: int, allreduce: bool = True) -> Callable:
-    """One synchronous step, (images, labels) -> (loss, correct predictions): forward, loss
-    (+ auxiliary loss, + L2), allreduced gradients, update.
+    """One synchronous step, (images, labels) -> (loss, correct predictions, time this rank's
+    gradients were ready, time the allreduce ended): forward, loss (+ auxiliary loss, + L2),
+    allreduced gradients, update. The rank's own part of the step ends where its wait for the
+    other ranks begins, which is what shows a straggler.
 
-    `allreduce=False` (a single rank) leaves out Horovod's gradient wrapper: with one rank it has
-    nothing to average, but still adds a size check and a conditional per gradient to the step.
+    `allreduce=False` (a single rank) leaves out Horovod's allreduce: with one rank it has nothing
+    to average, but would still add a size check and a conditional per gradient to the step.
     """
     import horovod.tensorflow as hvd
     import tensorflow as tf
@@ -97,9 +99,13 @@ def make_train_step(setup: TrainingSetup, train_cfg, num_classes: int, allreduce
             if train_cfg.weight_decay and kernels:
                 loss += train_cfg.weight_decay * tf.add_n([tf.nn.l2_loss(k) for k in kernels])
             scaled_loss = optimizer.get_scaled_loss(loss) if precision.loss_scaling else loss
-        if allreduce:
-            tape = hvd.DistributedGradientTape(tape, compression=compression)
         grads = tape.gradient(scaled_loss, model.trainable_variables)
+        with tf.control_dependencies([g for g in grads if g is not None]):
+            gradients_ready = tf.timestamp()
+        if allreduce:  # what DistributedGradientTape does, with the moment in between recorded
+            grads = [g if g is None else hvd.allreduce(g, op=hvd.Average, compression=compression) for g in grads]
+        with tf.control_dependencies([g for g in grads if g is not None]):
+            reduced = tf.timestamp()
         if precision.loss_scaling:
             grads = optimizer.get_unscaled_gradients(grads)
         if train_cfg.clip_norm:
@@ -107,7 +113,7 @@ def make_train_step(setup: TrainingSetup, train_cfg, num_classes: int, allreduce
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=labels.dtype), labels),
                                         tf.float32))
-        return loss, correct
+        return loss, correct, gradients_ready, reduced
 
     return train_step
 

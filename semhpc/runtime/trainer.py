@@ -1,8 +1,8 @@
 """The Horovod data-parallel trainer: the whole distributed recipe in one page.
 
 Every rank builds the same model, rank 0's initial weights and optimizer state are broadcast,
-each rank trains on its own disjoint shard of every epoch, `DistributedGradientTape` averages
-gradients with ring-allreduce, and all ranks apply the same update. The learning rate is scaled
+each rank trains on its own disjoint shard of every epoch, Horovod averages the gradients with
+ring-allreduce, and all ranks apply the same update. The learning rate is scaled
 by the number of ranks with a warmup (docs/background.md: Training recipe and Scaling). Rank 0 alone writes config, metrics,
 checkpoints and results, and shows the progress bar.
 
@@ -197,22 +197,25 @@ def _train_epoch(run: _Run, epoch: int) -> _RunningMetrics:
                    enabled=world.is_root, unit="step")
     bar.update(skip)
     for steps in _executions(run.step, run.steps_per_epoch - skip, cfg.train):
-        loss_sum, correct = run.train_steps(run.train_batches, tf.constant(steps))
+        loss_sum, correct, own_seconds = run.train_steps(run.train_batches, tf.constant(steps))
         for running in (interval, whole_epoch):
-            running.add(loss_sum, correct, steps, steps * cfg.train.batch_size)
+            running.add(loss_sum, correct, steps, steps * cfg.train.batch_size, own_seconds)
         bar.update(steps)
         run.step += steps
         if run.step % cfg.train.log_every == 0:
             loss_avg, acc_avg = interval.averaged(hvd, "interval_metrics")
             rate = interval.images_per_sec(run.global_batch)
-            # Each rank's own step time (a collective: every rank calls it): the spread shows stragglers.
+            # Each rank's step time and own part of it (collectives: every rank calls them). The
+            # step times are alike (every rank waits at the allreduce); the own parts show a straggler.
             rank_times = hvd.allgather(tf.constant([interval.step_time()], tf.float64), name="rank_step_times")
+            own_times = hvd.allgather(tf.reshape(interval.own_time(), [1]), name="rank_own_times")
             if world.is_root:
                 bar.set_postfix(loss=f"{loss_avg:.3f}", acc=f"{acc_avg:.3f}", img_s=f"{rate:.0f}")
                 run.log.write(kind="step", step=run.step, epoch=epoch + 1, loss=loss_avg, accuracy=acc_avg,
                               lr=float(run.setup.schedule(run.step)), images_per_sec=rate,
                               step_time=interval.step_time(),
-                              rank_step_times=[float(t) for t in rank_times.numpy()])
+                              rank_step_times=[float(t) for t in rank_times.numpy()],
+                              rank_compute_times=[float(t) for t in own_times.numpy()])
             interval = _RunningMetrics()
         # The epoch's last step is checkpointed by _end_epoch, after its epoch record: a checkpoint
         # ahead of that record would let a resume skip the record (a rank dying in validation).
@@ -306,7 +309,12 @@ def _executions(step: int, steps: int, train_cfg):
 
 
 def _make_train_steps(train_step):
-    """(iterator, n) -> (sum of the n steps' losses, their correct predictions), in one call.
+    """(iterator, n) -> (sum of the n steps' losses, their correct predictions, this rank's own
+    seconds in them), in one call.
+
+    A rank's own part of a step runs from the end of the previous step's allreduce until its
+    gradients are ready: waiting for its batch, forward and backward. The rest of the step is the
+    wait for the slowest rank at the allreduce, so the own parts show which rank is the straggler.
 
     Driving each step from Python costs a function call and an iterator round trip while the cores
     wait: on a CPU that is a few percent of a small model's step. Running n steps in a graph loop
@@ -317,12 +325,16 @@ def _make_train_steps(train_step):
     @tf.function
     def train_steps(iterator, steps):
         loss_sum = correct_sum = tf.constant(0.0)
+        own_seconds = tf.constant(0.0, tf.float64)
+        previous_step_reduced = tf.timestamp()
         for _ in tf.range(steps):
             images, labels = next(iterator)
-            loss, correct = train_step(images, labels)
+            loss, correct, gradients_ready, reduced = train_step(images, labels)
             loss_sum += loss
             correct_sum += correct
-        return loss_sum, correct_sum
+            own_seconds += gradients_ready - previous_step_reduced
+            previous_step_reduced = reduced
+        return loss_sum, correct_sum, own_seconds
 
     return train_steps
 
@@ -354,20 +366,21 @@ def _replica_fingerprints(model, hvd) -> list[float]:
 
 
 class _RunningMetrics:
-    """This rank's loss/accuracy sums since `started`; averaged over ranks on demand.
+    """This rank's loss/accuracy sums and own seconds since `started`; averaged over ranks on demand.
 
     The sums stay tensors until `averaged` is called, so adding a step's results never waits for it.
     """
 
     def __init__(self):
-        self.loss_sum = self.steps = self.correct = self.images = 0.0
+        self.loss_sum = self.steps = self.correct = self.images = self.own_seconds = 0.0
         self.started = time.perf_counter()
 
-    def add(self, loss_sum, correct, steps: int, images: int):
+    def add(self, loss_sum, correct, steps: int, images: int, own_seconds):
         self.loss_sum += loss_sum
         self.steps += steps
         self.correct += correct
         self.images += images
+        self.own_seconds += own_seconds
 
     def averaged(self, hvd, name):
         """(loss, accuracy) over all ranks; every rank must call it at the same point."""
@@ -379,6 +392,12 @@ class _RunningMetrics:
 
     def step_time(self):
         return (time.perf_counter() - self.started) / max(self.steps, 1)
+
+    def own_time(self):
+        """Mean seconds per step of this rank's own part (see `_make_train_steps`), a float64 tensor."""
+        import tensorflow as tf
+
+        return tf.cast(self.own_seconds, tf.float64) / max(self.steps, 1)
 
     def images_per_sec(self, global_batch):
         """eq. 4.1 of De Nobili 2017, docs/background.md: Scaling: batch_size / step_time x workers."""
