@@ -24,8 +24,9 @@ from browser import (
 )
 from hub_settings import jupyterhub_config, write_batchspawner_settings
 from lab_server import http_answer
+from notebook_runner import FIGURE_TAG_PREFIX, inject_parameters
 from semhpc.hpc import SHIPPED_DIR
-from semhpc.monitor.notebooks import FIGURE_TAG_PREFIX, NOTEBOOKS_DIR, inject_parameters
+from semhpc.monitor.notebooks import NOTEBOOKS_DIR
 from test_testbed_jupyter import head_address
 
 pytestmark = [pytest.mark.slow, pytest.mark.testbed, pytest.mark.browser]
