@@ -97,12 +97,12 @@ class Testbed:
         for name in sorted(accounts):
             self.run("sacctmgr", "--immediate", "add", "user", "semhpc", f"Account={name}", "Cluster=testbed",
                      f"QOS={every_qos}", root=True, check=False)  # the association may exist already
-            self.run("sacctmgr", "--immediate", "modify", "user", "semhpc", "where", f"Account={name}", "set",
+            self.run("sacctmgr", "--immediate", "modify", "user", "where", "name=semhpc", f"account={name}", "set",
                      f"QOS={every_qos}", root=True, check=False)  # "nothing modified" when it has them
 
         def controller_knows_them():  # slurmdbd pushes associations to slurmctld a moment later
             out = self.run("scontrol", "show", "assoc_mgr", "users=semhpc", "flags=assoc", root=True).stdout
-            return all(f"Account={name} " in out for name in accounts)
+            return all(f"Account={name} UserName=semhpc(" in out for name in accounts)
         self.wait_for(controller_knows_them, 60, f"slurmctld to know the accounts {sorted(accounts)}")
 
     def _sacctmgr_list(self, entity: str, field: str) -> list[str]:
