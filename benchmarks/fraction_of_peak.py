@@ -112,17 +112,19 @@ def plain_worker(args) -> dict:
     images, labels = synthetic_batch(args.batch_size, args.image_size, registry.get_spec(args.model), "channels_last",
                                      cfg.train.seed)
 
+    optimizer.build(model.trainable_variables)
+
     @tf.function
-    def step():
+    def step(x, y):
         with tf.GradientTape() as tape:
-            loss = loss_fn(labels, tf.cast(model(images, training=True), tf.float32))
+            loss = loss_fn(y, tf.cast(model(x, training=True), tf.float32))
         optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
         return loss
 
     for _ in range(3):  # warmup, as the semhpc setups (the first call traces the step)
-        step().numpy()
+        step(images, labels).numpy()
     started = time.time()
-    seconds = time_batches(step, args.batches, "plain", show_progress=False)
+    seconds = time_batches(lambda: step(images, labels), args.batches, "plain", show_progress=False)
     return {"images_per_sec": args.batch_size / statistics.fmean(seconds), "window": [started, time.time()]}
 
 
