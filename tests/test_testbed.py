@@ -5,7 +5,9 @@ A DenseNet-28 training runs on two nodes, one rank each, through the testbed-slu
 (host mpirun, and `srun --mpi=pmix`) and the testbed-pbs profile (mpirun over ssh on the hosts
 of $PBS_NODEFILE): the ranks ran on two different hosts, ended with identical replicas and
 learned. `semhpc jobs` shows a running job of each scheduler and `semhpc cancel` ends it; a
-partition or QOS the scheduler does not have is refused in one line by `semhpc submit`.
+partition or QOS the scheduler does not have is refused in one line by `semhpc submit`. With
+every shipped site profile's partitions, QOS, accounts and PBS queues added to the testbed,
+sbatch --test-only and qsub -h accept every job kind of every shipped profile, scaled to a node.
 Everything runs as the non-root user on the login (head) node.
 """
 
