@@ -5,7 +5,9 @@ A DenseNet-28 training runs on two nodes, one rank each, through the testbed-slu
 (host mpirun, and `srun --mpi=pmix`) and the testbed-pbs profile (mpirun over ssh on the hosts
 of $PBS_NODEFILE): the ranks ran on two different hosts, ended with identical replicas and
 learned. `semhpc jobs` shows a running job of each scheduler and `semhpc cancel` ends it; a
-partition or QOS the scheduler does not have is refused in one line by `semhpc submit`.
+partition or QOS the scheduler does not have is refused in one line by `semhpc submit`. With
+every shipped site profile's partitions, QOS, accounts and PBS queues added to the testbed,
+sbatch --test-only and qsub -h accept every job kind of every shipped profile, scaled to a node.
 Everything runs as the non-root user on the login (head) node.
 """
 
@@ -142,10 +144,14 @@ def test_jobs_lists_a_running_job_and_cancel_ends_it(testbed, dataset, shipped):
 
 @pytest.mark.parametrize("shipped, change, refusal", [
     ("testbed-slurm", {"scheduler__cpu_queue": "tb_usr_nope"}, "Invalid partition name specified"),
+    # A site profile (scaled to a testbed node) whose partition has a typo: the site's other names exist.
+    ("leonardo-dcgp", {"scheduler__cpu_queue": "dcgp_usr_prd", "node__cores": 1, "node__cpu_ranks": 1,
+                       "node__memory_gb_per_core": 1}, "Invalid partition name specified"),
     ("testbed-slurm", {"scheduler__qos": "tb_qos_nope"}, "Invalid qos specification"),
     ("testbed-pbs", {"scheduler__cpu_queue": "nope"}, "Unknown queue"),
 ])
-def test_a_partition_or_qos_the_scheduler_lacks_is_refused_in_one_line(testbed, dataset, shipped, change, refusal):
+def test_a_partition_or_qos_the_scheduler_lacks_is_refused_in_one_line(testbed, dataset, site_profiles, shipped,
+                                                                       change, refusal):
     workdir = "/home/semhpc/refused"
     cluster = profile_variant(testbed, shipped, "refused", **change)
     config = write_config(testbed, workdir, epochs=1)
@@ -156,27 +162,75 @@ def test_a_partition_or_qos_the_scheduler_lacks_is_refused_in_one_line(testbed, 
     assert len(lines) == 1 and refusal in lines[0], out.stderr
 
 
-def fits_the_testbed(profile):
-    """A shipped profile whose nodes the testbed has: one core, no GPU, bare metal."""
-    return profile.node.cores <= 1 and profile.node.gpus == 0 and profile.execution.mode == "bare-metal"
+# What a compute node of the testbed has (hpc/testbed/slurm.conf: 1 CPU, RealMemory 2 GB, one
+# declared GPU): a site profile is scaled to it before its jobs are rendered.
+TESTBED_NODE = {"cores": 1, "gpus": 1, "memory_gb": 1}
 
 
-def test_every_job_kind_of_the_fitting_profiles_is_accepted_by_its_scheduler(testbed):
-    """sbatch --test-only (Slurm), or qsub -h then qdel (PBS), takes every job kind's script."""
-    from semhpc.hpc.profiles import available_profiles, load_profile
+def shipped_profiles():
+    """Every profile in hpc/clusters/, the historical ones included (loaded by path)."""
+    from semhpc.hpc.profiles import load_profile
+
+    return [load_profile(str(path)) for path in sorted((SHIPPED_DIR / "clusters").rglob("*.yaml"))]
+
+
+def scaled_to_the_testbed(profile):
+    """`profile` with its nodes shrunk to a testbed node: one core and one rank, one GPU if it has
+    usable ones, 1 GB per GPU, per core or per node. Everything the scheduler checks by name
+    (partitions, QOS, account, walltimes, directives) stays the site's."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    node = vars(profile.node)
+    small = {"cores": TESTBED_NODE["cores"], "cpu_ranks": 1, "gpus": min(node["gpus"], TESTBED_NODE["gpus"])}
+    for key in ("memory_gb", "memory_gb_per_gpu", "memory_gb_per_core"):
+        small[key] = min(node[key], TESTBED_NODE["memory_gb"])
+    return dataclasses.replace(profile, node=SimpleNamespace(**{**node, **small}))
+
+
+@pytest.fixture(scope="module")
+def site_profiles(testbed):
+    """The shipped profiles, with their partitions, QOS and accounts (Slurm) and queues (PBS)
+    added to the testbed on its two nodes, each with the longest walltime a profile allows."""
+    from semhpc.hpc.resources import parse_walltime
+
+    profiles = shipped_profiles()
+    partitions, queues, qos, accounts = {}, {}, {"normal"}, set()
+    for profile in profiles:
+        sched = profile.scheduler
+        names = partitions if sched.type == "slurm" else queues
+        for queue in {sched.cpu_queue, sched.gpu_queue} - {""}:
+            names[queue] = max(names.get(queue, "00:00:00"), sched.max_walltime or "24:00:00",
+                               key=lambda walltime: parse_walltime(walltime, "scheduler.max_walltime"))
+        qos |= {sched.qos} - {""}
+        accounts |= {sched.account} - {""}
+    testbed.add_slurm_names(partitions, qos, accounts)
+    testbed.add_pbs_queues(queues)
+    return profiles
+
+
+def test_every_job_kind_of_every_shipped_profile_is_accepted_by_its_scheduler(testbed, site_profiles):
+    """Scaled to the testbed's nodes, every job kind of every shipped profile (on its GPU
+    partition too, when its GPUs are usable) is accepted: sbatch --test-only (Slurm), or qsub -h
+    then qdel (PBS), against the site's own partition, QOS, account and queue names."""
     from semhpc.hpc.render import render_job
     from semhpc.hpc.resources import JOB_KINDS, plan_resources
 
-    fitting = [load_profile(name) for name in sorted(available_profiles()) if fits_the_testbed(load_profile(name))]
-    assert {p.name for p in fitting} >= {"testbed-slurm", "testbed-pbs"}
+    names = {p.name for p in site_profiles}
+    assert {"leonardo-booster", "leonardo-dcgp", "galileo100", "c3hpc", "galileo", "marconi-a2",
+            "testbed-slurm", "testbed-pbs"} <= names
     workdir = "/home/semhpc/accepted"
-    for profile in fitting:
+    asked_for_gpus = set()
+    for profile in map(scaled_to_the_testbed, site_profiles):
         for kind in JOB_KINDS:
             nodes = 1 if JOB_KINDS[kind].single_process else 2
+            plan = plan_resources(profile, kind, nodes=nodes)
             script = f"{workdir}/{profile.name}-{kind}.sh"
-            testbed.write_text(script, render_job(profile, kind, plan_resources(profile, kind, nodes=nodes),
-                                                  name=f"accept-{kind}", args=[], log=f"{workdir}/{kind}.log"))
-            what = f"{profile.name} {kind}"
+            testbed.write_text(script, render_job(profile, kind, plan, name=f"accept-{kind}", args=[],
+                                                  log=f"{workdir}/{kind}.log"))
+            what = f"{profile.name} {kind} on {plan.queue or 'the default queue'}"
+            if plan.gpus_per_node:
+                asked_for_gpus.add(profile.name)
             if profile.scheduler.type == "slurm":
                 out = testbed.run("sbatch", "--test-only", script, workdir=workdir, check=False)
                 assert out.returncode == 0 and "to start at" in out.stderr, f"{what}: {out.stderr}"
@@ -184,6 +238,8 @@ def test_every_job_kind_of_the_fitting_profiles_is_accepted_by_its_scheduler(tes
                 job_id = testbed.run("qsub", "-h", script, workdir=workdir).stdout.strip()
                 assert testbed.pbs_job(job_id)["job_state"] == "H", what
                 testbed.run("qdel", job_id)
+    # The profiles whose GPUs the image can use had their GPU jobs checked (--gres on the GPU partition).
+    assert asked_for_gpus == {"leonardo-booster", "galileo100", "generic-slurm"}
 
 
 def test_a_dead_node_fails_the_job_in_bounded_time_and_resume_finishes_the_run(testbed, dataset):

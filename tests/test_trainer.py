@@ -289,6 +289,39 @@ def test_tiny_demo_learns_well_above_chance(tmp_path):
     assert "test accuracy" in out.stdout and "images/sec" in out.stdout
 
 
+def test_bfloat16_keeps_batchnorm_in_float32_where_onednn_is_slow():
+    """Under mixed_bfloat16 the registry's DenseNet-28 computes the BatchNormalization layers whose
+    channel count is not a multiple of 16 in float32, every other layer as before, with the same
+    weights and outputs close to the all-bfloat16 model's; under float32 nothing changes."""
+    import numpy as np
+    import tensorflow as tf
+
+    from semhpc.model import registry
+    from semhpc.runtime.precision import BATCHNORM_CHANNEL_MULTIPLE
+
+    try:
+        tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        tf.keras.utils.set_random_seed(0)
+        model = registry.build("densenet28", num_classes=4, input_size=32)
+        tf.keras.utils.set_random_seed(0)
+        all_bfloat16 = registry.get_spec("densenet28").builder(num_classes=4, input_size=32)
+    finally:
+        tf.keras.mixed_precision.set_global_policy("float32")
+    norms = [layer for layer in model.layers if isinstance(layer, tf.keras.layers.BatchNormalization)]
+    in_float32 = {layer.name for layer in norms if layer.compute_dtype == "float32"}
+    odd = {layer.name for layer in norms if layer.input_shape[-1] % BATCHNORM_CHANNEL_MULTIPLE}
+    assert in_float32 == odd and len(odd) == 10 and len(norms) == 28  # 120, 88, 200 ... 436 channels
+    assert {layer.name for layer in model.layers if layer.compute_dtype != "bfloat16"} == odd | {"input"}
+    assert [layer.name for layer in model.layers] == [layer.name for layer in all_bfloat16.layers]
+    for mine, theirs in zip(model.weights, all_bfloat16.weights):
+        assert mine.name == theirs.name and np.array_equal(mine.numpy(), theirs.numpy())
+    images = tf.random.stateless_uniform([2, 32, 32, 3], seed=[1, 2])
+    logits = tf.cast(model(images, training=False), tf.float32).numpy()
+    reference = tf.cast(all_bfloat16(images, training=False), tf.float32).numpy()
+    assert np.allclose(logits, reference, rtol=0.1, atol=0.1), (logits, reference)
+    assert all(layer.compute_dtype == "float32" for layer in registry.build("densenet28", input_size=32).layers)
+
+
 @pytest.mark.slow
 def test_mixed_precision_learns_as_well_as_float32(tmp_path):
     """`train.precision=mixed` on this CPU: bfloat16 where AVX512_BF16/AMX exist, else float32 with

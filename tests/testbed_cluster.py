@@ -78,6 +78,44 @@ class Testbed:
                         f"mkdir -p {shlex.quote(str(Path(path).parent))} && cat > {shlex.quote(path)}"],
                        input=text, text=True, check=True, capture_output=True, timeout=60)
 
+    # -- a site's names -----------------------------------------------------------------------
+    def add_slurm_names(self, partitions: dict[str, str], qos: set[str], accounts: set[str]) -> None:
+        """Slurm partitions (name -> MaxTime) on node1 and node2, QOS, and accounts the user
+        semhpc belongs to with every QOS: a site's names on the testbed's nodes, so that sbatch
+        checks a site profile's directives against them. Names already there are kept."""
+        for name, max_time in sorted(partitions.items()):
+            if self.run("scontrol", "show", "partition", name, root=True, check=False).returncode != 0:
+                self.run("scontrol", "create", f"PartitionName={name}", "Nodes=node[1-2]", f"MaxTime={max_time}",
+                         "State=UP", root=True)
+        known_qos = set(self._sacctmgr_list("qos", "name"))
+        for name in sorted(qos - known_qos):
+            self.run("sacctmgr", "--immediate", "add", "qos", name, root=True)
+        every_qos = ",".join(sorted(qos | known_qos))
+        known_accounts = set(self._sacctmgr_list("account", "account"))
+        for name in sorted(accounts - known_accounts):
+            self.run("sacctmgr", "--immediate", "add", "account", name, "Cluster=testbed", root=True)
+        for name in sorted(accounts):
+            self.run("sacctmgr", "--immediate", "add", "user", "semhpc", f"Account={name}", "Cluster=testbed",
+                     f"QOS={every_qos}", root=True, check=False)  # the association may exist already
+            self.run("sacctmgr", "--immediate", "modify", "user", "where", "name=semhpc", f"account={name}", "set",
+                     f"QOS={every_qos}", root=True, check=False)  # "nothing modified" when it has them
+
+        def controller_knows_them():  # slurmdbd pushes associations to slurmctld a moment later
+            out = self.run("scontrol", "show", "assoc_mgr", "users=semhpc", "flags=assoc", root=True).stdout
+            return all(f"Account={name} UserName=semhpc(" in out for name in accounts)
+        self.wait_for(controller_knows_them, 60, f"slurmctld to know the accounts {sorted(accounts)}")
+
+    def _sacctmgr_list(self, entity: str, field: str) -> list[str]:
+        out = self.run("sacctmgr", "--noheader", "--parsable2", "list", entity, f"format={field}", root=True)
+        return out.stdout.split()
+
+    def add_pbs_queues(self, queues: dict[str, str]) -> None:
+        """PBS execution queues (name -> resources_max.walltime), enabled and started; existing ones are kept."""
+        for name, max_walltime in sorted(queues.items()):
+            if self.run("qmgr", "-c", f"list queue {name}", root=True, check=False).returncode != 0:
+                self.run("qmgr", "-c", f"create queue {name} queue_type=execution,enabled=true,started=true,"
+                         f"resources_max.walltime={max_walltime}", root=True)
+
     # -- scheduler views -----------------------------------------------------------------------
     def slurm_state(self, job_id: str) -> str:
         out = self.run("scontrol", "show", "job", job_id, "--oneliner", check=False).stdout

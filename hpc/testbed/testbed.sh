@@ -58,7 +58,7 @@ build() {
   pbs_base=$("$ROOT/containers/base-image.sh")
   context=$(mktemp -d /tmp/semhpc-testbed-context.XXXXXX)
   trap 'rm -rf "$context"' EXIT
-  cp "$HERE/Dockerfile" "$HERE/slurm.conf" "$HERE/slurmdbd.conf" "$HERE/node-start.sh" "$context/"
+  cp "$HERE/Dockerfile" "$HERE/slurm.conf" "$HERE/slurmdbd.conf" "$HERE/gres.conf" "$HERE/node-start.sh" "$context/"
   cp "$TARBALL" "$context/openpbs.tar.gz"
   stage_hub "$context"
   start=$(date +%s)

@@ -26,6 +26,7 @@ from semhpc.model.inception_resnet_v2 import inception_resnet_v2
 from semhpc.model.inception_v3 import inception_v3
 from semhpc.model.inception_v4 import inception_v4
 from semhpc.model.vgg import vgg11
+from semhpc.runtime.precision import bfloat16_model
 from semhpc.utils.errors import SemhpcError
 
 # ImageNet statistics of images in [0, 1]: keras "torch" mode, which DenseNet weights expect.
@@ -125,7 +126,8 @@ def build(name: str, num_classes: int = 10, input_size: Optional[int] = None, au
             with_aux = [other.name for other in MODELS.values() if other.aux_loss_weight is not None]
             raise SemhpcError(f"model {name} has no auxiliary logits head (only {', '.join(with_aux)})")
         options["aux_logits"] = True
-    return spec.builder(num_classes=num_classes, input_size=size, **options)
+    # Under mixed_bfloat16 some BatchNormalization layers stay float32 (semhpc.runtime.precision).
+    return bfloat16_model(spec.builder(num_classes=num_classes, input_size=size, **options))
 
 
 def preprocess(images, spec: ModelSpec) -> tf.Tensor:
