@@ -149,7 +149,7 @@ def test_image_role_refuses_a_wrong_checksum_and_keeps_the_current_image(tmp_pat
 
 
 def image_folder_archive(path, version):
-    """A tar.gz of a small image folder (the layout ch-convert -o tar writes, without a top folder)."""
+    """A tar.gz of a small image folder (the layout ch-convert -i dir -o tar writes, without a top folder)."""
     folder = path.parent / f"{version}-folder"
     (folder / "ch").mkdir(parents=True)
     (folder / "ch" / "environment").write_text(f"SEMHPC_VERSION={version}\n")
