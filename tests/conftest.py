@@ -39,10 +39,12 @@ def docker_daemon(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def testbed(docker_daemon):
-    """The multi-node test cluster (hpc/testbed/): started once per pytest run, removed at its end."""
+    """The multi-node test cluster (hpc/testbed/): started once per pytest run, removed at its end.
+    Its nodes see the Charliecloud conversions of tests/hpc_runtime.py at /images."""
+    from hpc_runtime import cache_folder
     from testbed_cluster import Testbed
 
-    bed = Testbed(f"semhpc-tb{os.getpid()}")
+    bed = Testbed(f"semhpc-tb{os.getpid()}", images=cache_folder())
     try:
         yield bed.up()
     finally:

@@ -5,7 +5,9 @@ runs the same hybrid model unprivileged: the host's `mpirun` starts one `ch-run`
 
 `charliecloud_image(tag)` converts the Docker image with `ch-convert -i docker -o dir` once per
 image id, into /var/tmp/semhpc-cache/charliecloud/<id> (root's ~/.cache is not readable by the
-test user); `runtime_user()` is an unprivileged user to run it as.
+test user), with the mount points of the test sites' shared storage (MOUNT_POINTS: ch-run binds
+a host folder only onto a folder the read-only image has); `runtime_user()` is an unprivileged
+user to run it as. The testbed mounts the cache folder read-only at /images on its nodes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,16 @@ from pathlib import Path
 
 CACHE = Path(os.environ.get("SEMHPC_RUNTIME_CACHE", "/var/tmp/semhpc-cache")) / "charliecloud"
 USER = "semhpc-ch"
+# /scratch: the testbed's scratch volume; /shared: the molecule scenarios' shared storage.
+MOUNT_POINTS = ("scratch", "shared")
+
+
+def cache_folder() -> Path:
+    """The conversions' folder, created readable by every user (the testbed mounts it)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    for parent in [CACHE, *CACHE.parents][:2]:
+        parent.chmod(0o755)
+    return CACHE
 
 
 def docker_image_id(tag: str) -> str:
@@ -32,10 +44,9 @@ def charliecloud_image(tag: str) -> tuple[Path, float | None]:
     """The image folder ch-convert made from `tag`, and the conversion's seconds (None: cached).
 
     Older conversions are removed (2 GB each); the folder is renamed into place only when complete."""
-    folder = CACHE / docker_image_id(tag)
+    folder = cache_folder() / docker_image_id(tag)
     if (folder / "ch" / "environment").is_file():
         return folder, None
-    CACHE.mkdir(parents=True, exist_ok=True)
     for old in CACHE.iterdir():
         shutil.rmtree(old, ignore_errors=True)
     partial = folder.with_name(folder.name + ".partial")
@@ -44,8 +55,8 @@ def charliecloud_image(tag: str) -> tuple[Path, float | None]:
                          text=True, timeout=3600, env={**os.environ, "USER": os.environ.get("USER", "root")})
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     seconds = time.monotonic() - start
-    for parent in [CACHE, *CACHE.parents][:2]:
-        parent.chmod(0o755)
+    for mount_point in MOUNT_POINTS:
+        (partial / mount_point).mkdir(mode=0o755, exist_ok=True)
     partial.rename(folder)
     return folder, seconds
 

@@ -3,9 +3,10 @@ and the molecule scenario (slow).
 
 The fast tests run ansible-lint and `ansible-playbook --syntax-check`, compare each role's
 defaults with its argument specs and README, and run the semhpc_image and semhpc_data roles
-against this machine (connection local, in tmp_path). The slow test is `molecule test`: a login +
-compute pair of Debian containers converged in bare-metal mode, converged again with zero
-changes, then verified (ansible/molecule/default/verify.yml).
+against this machine (connection local, in tmp_path). The slow tests run `molecule test` for each scenario: a
+login + compute pair of Debian containers converged in bare-metal mode (default) or in container
+mode with Charliecloud (container), converged again with zero changes, then verified
+(ansible/molecule/*/verify.yml).
 """
 
 import hashlib
@@ -15,6 +16,8 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -145,6 +148,38 @@ def test_image_role_refuses_a_wrong_checksum_and_keeps_the_current_image(tmp_pat
     assert not (store / "versions" / "semhpc-0.2.0-cpu.sif").exists()
 
 
+def image_folder_archive(path, version):
+    """A tar.gz of a small image folder (the layout ch-convert -i dir -o tar writes, without a top folder)."""
+    folder = path.parent / f"{version}-folder"
+    (folder / "ch").mkdir(parents=True)
+    (folder / "ch" / "environment").write_text(f"SEMHPC_VERSION={version}\n")
+    (folder / "bin").mkdir()
+    (folder / "bin" / "python").write_text("#!/bin/sh\n")
+    with tarfile.open(path, "w:gz") as tar:
+        for item in sorted(folder.iterdir()):
+            tar.add(item, item.name)
+    return path
+
+
+def test_image_role_unpacks_an_image_folder_with_its_mount_points(tmp_path, images):
+    """Charliecloud: the archive becomes versions/<name>/ with the mount points, the link points at
+    the folder, a second run changes nothing, and older folders beyond semhpc_image_keep go."""
+    _, variables, store = images
+    archives = [image_folder_archive(tmp_path / "controller" / f"semhpc-{v}-cpu.tar.gz", v) for v in ("0.1.0", "0.2.0", "0.3.0")]
+    folder_vars = {"semhpc_current_image": str(store / "semhpc-current"), "semhpc_image_unpack": True,
+                   "semhpc_image_mount_points": ["/scratch", "/g100/home"]}
+    for archive in archives:
+        result = apply_role(tmp_path, "semhpc_image", {**variables(archive), **folder_vars})
+        assert result.returncode == 0, result.stdout[-3000:]
+    link = store / "semhpc-current"
+    assert os.readlink(link) == "versions/semhpc-0.3.0-cpu"
+    assert (link / "ch" / "environment").read_text() == "SEMHPC_VERSION=0.3.0\n"
+    assert (link / "scratch").is_dir() and (link / "g100" / "home").is_dir()
+    assert sorted(p.name for p in (store / "versions").iterdir()) == ["semhpc-0.2.0-cpu", "semhpc-0.3.0-cpu"]
+    again = apply_role(tmp_path, "semhpc_image", {**variables(archives[2]), **folder_vars})
+    assert again.returncode == 0 and recap_changed(again) == 0
+
+
 def test_data_role_refuses_world_writable_folders(tmp_path):
     result = apply_role(tmp_path, "semhpc_data", {
         "semhpc_root": str(tmp_path), "semhpc_data_root": str(tmp_path / "data"),
@@ -219,9 +254,15 @@ def test_hub_settings_take_scheduler_queue_account_qos_and_hub_address_from_the_
 
 
 @pytest.mark.slow
-def test_molecule_converges_idempotently_and_verifies(docker_daemon):  # noqa: F811
+@pytest.mark.parametrize("scenario", ["default", "container"])
+def test_molecule_converges_idempotently_and_verifies(docker_daemon, scenario):  # noqa: F811
+    """default: bare metal; container: Charliecloud, the image unpacked from a ch-convert archive."""
     assert shutil.which("debootstrap") or run(["docker", "image", "inspect", "semhpc/debian:bookworm"]).returncode == 0
-    result = run(["molecule", "test"], timeout=3600)
+    if scenario == "container":
+        assert shutil.which("ch-convert"), "Charliecloud not found: apt-get install charliecloud"
+    start = time.monotonic()
+    result = run(["molecule", "test", "-s", scenario], timeout=3600)
+    print(f"molecule test -s {scenario}: {time.monotonic() - start:.0f} s")  # shown with -s
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-8000:]
     for step in ("converge", "idempotence", "verify"):

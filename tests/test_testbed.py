@@ -4,14 +4,17 @@ accounting and real OpenPBS, a head node and two one-core compute nodes in Docke
 A DenseNet-28 training runs on two nodes, one rank each, through the testbed-slurm profile
 (host mpirun, and `srun --mpi=pmix`) and the testbed-pbs profile (mpirun over ssh on the hosts
 of $PBS_NODEFILE): the ranks ran on two different hosts, ended with identical replicas and
-learned. `semhpc jobs` shows a running job of each scheduler and `semhpc cancel` ends it; a
-partition or QOS the scheduler does not have is refused in one line by `semhpc submit`. With
-every shipped site profile's partitions, QOS, accounts and PBS queues added to the testbed,
-sbatch --test-only and qsub -h accept every job kind of every shipped profile, scaled to a node.
+learned; the same again in container mode, each rank in the semhpc image through Charliecloud's
+ch-run, under Slurm and under PBS. `semhpc jobs` shows a running job of each scheduler and
+`semhpc cancel` ends it; a partition or QOS the scheduler does not have is refused in one line by
+`semhpc submit`. With every shipped site profile's partitions, QOS, accounts and PBS queues added to
+the testbed, sbatch --test-only and qsub -h accept every job kind of every shipped profile, scaled
+to a node.
 Everything runs as the non-root user on the login (head) node.
 """
 
 import json
+import os
 import re
 import time
 
@@ -92,18 +95,14 @@ LAUNCHES = {  # test id -> (shipped profile, launcher)
 }
 
 
-@pytest.mark.parametrize("launch", list(LAUNCHES))
-def test_train_job_runs_one_rank_on_each_of_two_nodes(testbed, dataset, launch):
-    shipped, launcher = LAUNCHES[launch]
-    workdir = f"/home/semhpc/train-{launch}"
-    cluster = shipped if launcher == "mpirun" else profile_variant(testbed, shipped, f"{shipped}-{launcher}",
-                                                                   execution__launcher=launcher)
+def train_on_two_nodes(testbed, cluster, scheduler, workdir):
+    """Submit a 10-epoch training on 2 nodes with `cluster`, wait for it, and check that it ran one
+    rank on each node, ended with identical replicas and learned; the job script's text."""
     config = write_config(testbed, workdir, epochs=10)
     out = testbed.semhpc(workdir, "submit", "--cluster", cluster, "--job", "train", "--nodes", "2", "--",
                          "--config", config)
     job_id = submitted_id(out.stdout)
-    scheduler = "pbs" if shipped.endswith("pbs") else "slurm"
-    ended = testbed.wait_for(lambda: job_ended(testbed, scheduler, job_id), 900, f"{launch} job {job_id}", every=3)
+    ended = testbed.wait_for(lambda: job_ended(testbed, scheduler, job_id), 900, f"{cluster} job {job_id}", every=3)
     log = testbed.read_text(out.stdout.split(" log ")[-1].strip())
     assert ended in ("COMPLETED", "exit 0"), log[-4000:]
 
@@ -116,6 +115,38 @@ def test_train_job_runs_one_rank_on_each_of_two_nodes(testbed, dataset, launch):
     assert result["accuracy"] >= 2 / len(CATEGORIES), result  # twice chance
     assert json.loads(testbed.read_text(f"{workdir}/run/status.json"))["state"] == "finished"
     assert f"semhpc job {job_id} on node1" in log  # the batch script ran on the first compute node
+    return testbed.run("sh", "-c", f"cat {workdir}/semhpc-jobs/*.sh").stdout  # the one job of `workdir`
+
+
+@pytest.mark.parametrize("launch", list(LAUNCHES))
+def test_train_job_runs_one_rank_on_each_of_two_nodes(testbed, dataset, launch):
+    shipped, launcher = LAUNCHES[launch]
+    cluster = shipped if launcher == "mpirun" else profile_variant(testbed, shipped, f"{shipped}-{launcher}",
+                                                                   execution__launcher=launcher)
+    train_on_two_nodes(testbed, cluster, "pbs" if shipped.endswith("pbs") else "slurm", f"/home/semhpc/train-{launch}")
+
+
+@pytest.fixture(scope="module")
+def image_on_nodes(testbed):
+    """The semhpc image the nodes are built on, converted for Charliecloud, as the nodes see it
+    (tests/hpc_runtime.py converts it once per image id into the folder mounted at /images)."""
+    from hpc_runtime import charliecloud_image
+
+    folder, _ = charliecloud_image(os.environ.get("SEMHPC_TESTBED_BASE", "semhpc:cpu"))
+    return f"/images/{folder.name}"
+
+
+@pytest.mark.parametrize("shipped", ["testbed-slurm", "testbed-pbs"])
+def test_train_job_ranks_run_in_the_image_through_charliecloud(testbed, dataset, image_on_nodes, shipped):
+    """Container mode on two nodes: the host's mpirun starts each rank as `ch-run IMAGE -- python`
+    (the hybrid model), as the user, with the scratch volume bound into the image."""
+    cluster = profile_variant(testbed, shipped, f"{shipped}-charliecloud", execution__mode="container",
+                              execution__runtime="charliecloud", execution__image=image_on_nodes,
+                              paths__data="", paths__scratch="/scratch")
+    script = train_on_two_nodes(testbed, cluster, "pbs" if shipped.endswith("pbs") else "slurm",
+                                f"/home/semhpc/train-{shipped}-charliecloud")
+    assert "SEMHPC_RUNTIME=ch-run" in script and f"SEMHPC_IMAGE={image_on_nodes}" in script
+    assert "--bind=/scratch" in script
 
 
 @pytest.mark.parametrize("shipped", ["testbed-slurm", "testbed-pbs"])

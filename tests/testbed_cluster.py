@@ -4,7 +4,8 @@
 and two one-core compute nodes; `down()` removes them with their network and volumes. Commands
 run on a node through `docker exec`, as the non-root user `semhpc` in its home (the shared
 /home volume) unless `root=True`. The checkout is mounted read-only on every node, so the nodes
-run the semhpc under test.
+run the semhpc under test. `images`, a host folder of Charliecloud images, is mounted read-only
+at /images on every node.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ HOME = "/home/semhpc"
 
 
 class Testbed:
-    def __init__(self, prefix: str):
+    def __init__(self, prefix: str, images: Path | None = None):
         self.prefix = prefix
         self.env = {**os.environ, "SEMHPC_TESTBED": prefix}
+        if images:
+            self.env["SEMHPC_TESTBED_IMAGES"] = str(images)
         self.up_seconds: float | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------

@@ -23,10 +23,15 @@
 #                          this checkout, where the project's shared folder keeps it)
 #   PYTHON                 the Python whose pip downloads JupyterHub's wheels (python3)
 #   SEMHPC_HUB_WHEELS      where they are kept between builds (~/.cache/semhpc/testbed-hub-wheels)
+#   SEMHPC_TESTBED_IMAGES  a host folder of Charliecloud images (ch-convert -o dir), mounted
+#                          read-only at /images on every node, like a site's shared software
+#                          storage (default: none)
 #
 # Isolation: the nodes' only network is created with --internal (no route out); they share the
 # volumes PREFIX-home (/home) and PREFIX-scratch (/scratch); this checkout is mounted read-only
-# at /opt/semhpc/src and is the semhpc every node runs.
+# at /opt/semhpc/src and is the semhpc every node runs. The nodes run without Docker's seccomp
+# filter (seccomp=unconfined): it refuses unshare(CLONE_NEWUSER), which Charliecloud's ch-run
+# needs to start a container as the user; no capability or device is added.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -104,9 +109,14 @@ run_node() {
   else
     limits=(--cpuset-cpus "$(cpu_of "$node")")
   fi
+  local images=()
+  if [[ -n ${SEMHPC_TESTBED_IMAGES:-} ]]; then
+    [[ -d $SEMHPC_TESTBED_IMAGES ]] || die "SEMHPC_TESTBED_IMAGES $SEMHPC_TESTBED_IMAGES is not a folder"
+    images=(-v "$SEMHPC_TESTBED_IMAGES:/images:ro")
+  fi
   docker run -d --name "$(container "$node")" --hostname "$node" --network "$NETWORK" --network-alias "$node" \
-    --init --shm-size 256m --cgroupns private "${limits[@]}" \
-    -v "$PREFIX-home:/home" -v "$PREFIX-scratch:/scratch" -v "$ROOT:/opt/semhpc/src:ro" \
+    --init --shm-size 256m --cgroupns private --security-opt seccomp=unconfined "${limits[@]}" \
+    -v "$PREFIX-home:/home" -v "$PREFIX-scratch:/scratch" -v "$ROOT:/opt/semhpc/src:ro" "${images[@]}" \
     --label "io.semhpc.testbed=$PREFIX" "$IMAGE" "$role" >/dev/null
 }
 
