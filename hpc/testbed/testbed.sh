@@ -85,7 +85,7 @@ stage_hub() {
   if ! compgen -G "$wheels/jupyterhub-*.whl" >/dev/null || ! compgen -G "$wheels/batchspawner-*.whl" >/dev/null; then
     say "downloading the wheels of jupyterhub and batchspawner (requirements.lock) into $wheels"
     "$PYTHON" -m pip download -q --only-binary=:all: -c "$ROOT/requirements.lock" -d "$wheels" \
-      jupyterhub batchspawner >/dev/null || die "pip download of jupyterhub and batchspawner failed"
+      jupyterhub batchspawner >/dev/null || die "downloading the wheels of jupyterhub and batchspawner failed"
   fi
   mkdir -p "$context/hub-wheels" "$context/proxy"
   cp "$wheels"/*.whl "$context/hub-wheels/"
