@@ -8,6 +8,10 @@ import time
 from datetime import datetime
 
 from semhpc.utils.errors import SemhpcError
+from semhpc.utils.options import bounded_int
+
+# A query answers a person or a notebook: a million rows is already more than either reads.
+MAX_ROWS = 1_000_000
 
 HELP = ("Index the ingested dataset, the NFFA HDF5 files and classify predictions into a searchable "
         "database (`catalog build`), and search it (`catalog query`).")
@@ -44,7 +48,8 @@ def add_arguments(parser) -> None:
     query.add_argument("--date", metavar="FROM..TO", help="acquisition date range, ISO: 2016-06-01..2016-06-30")
     query.add_argument("--text", metavar="WORDS", help="free text: every word must start a word of the path, "
                                                        "class, labels, instrument, user or sample fields")
-    query.add_argument("--limit", type=int, default=100, help="at most this many rows (default 100)")
+    query.add_argument("--limit", type=bounded_int(1, MAX_ROWS), default=100,
+                       help=f"at most this many rows, 1 to {MAX_ROWS:,} (default 100)")
     query.add_argument("--json", action="store_true", help="print the rows as JSON")
 
 
@@ -83,7 +88,7 @@ def _build(args, store) -> int:
 
 def _query(args, store) -> int:
     query = store.Query(image_class=args.image_class, label=args.label, decision=args.decision,
-                        instrument=args.instrument, text=args.text, limit=_positive(args.limit),
+                        instrument=args.instrument, text=args.text, limit=args.limit,
                         confidence=_range(args.confidence, "--confidence", float),
                         magnification=_range(args.magnification, "--magnification", float),
                         pixel_size_m=_range(args.pixel_size, "--pixel-size", float),
@@ -118,11 +123,6 @@ def _iso_date(text: str) -> str:
     datetime.fromisoformat(text)  # raises ValueError naming the text
     return text
 
-
-def _positive(value: int) -> int:
-    if value < 1:
-        raise SemhpcError(f"--limit {value}: must be >= 1")
-    return value
 
 
 def _cell(value) -> str:
