@@ -585,9 +585,9 @@ def test_mkl_build_reuses_the_cpu_build_and_adds_only_the_extension(cpu_build, m
     assert (mkl_wheels / cpu_horovod.name).read_bytes() == cpu_horovod.read_bytes()
     assert (mkl_wheels / "requirements.txt").read_text() == (cpu_wheels / "requirements.txt").read_text()
     assert not (cpu_wheels / "extension").exists()
-    assert (mkl_wheels / "extension" / "requirements.txt").read_text().split() == extension_pins()
-    wheels = sorted(wheel.name.split("-")[:2] for wheel in (mkl_wheels / "extension").glob("*.whl"))
-    assert [f"{name.replace('_', '-')}=={release}" for name, release in wheels] == sorted(extension_pins())
+    assert sorted((mkl_wheels / "extension" / "requirements.txt").read_text().split()) == sorted(extension_pins())
+    wheels = (wheel.name.split("-")[:2] for wheel in (mkl_wheels / "extension").glob("*.whl"))
+    assert sorted(f"{name.replace('_', '-')}=={release}" for name, release in wheels) == sorted(extension_pins())
     labels = json.loads(subprocess.run(["docker", "image", "inspect", mkl_tag], capture_output=True, text=True,
                                        check=True).stdout)[0]["Config"]["Labels"]
     assert labels["io.semhpc.flavor"] == "mkl"
