@@ -231,9 +231,11 @@ def site_profiles(testbed):
     for profile in profiles:
         sched = profile.scheduler
         names = partitions if sched.type == "slurm" else queues
+        walltime = sched.max_walltime or "24:00:00"
+        seconds = parse_walltime(walltime, f"{profile.name}: scheduler.max_walltime")
         for queue in {sched.cpu_queue, sched.gpu_queue} - {""}:
-            names[queue] = max(names.get(queue, "00:00:00"), sched.max_walltime or "24:00:00",
-                               key=lambda walltime: parse_walltime(walltime, "scheduler.max_walltime"))
+            if queue not in names or seconds > parse_walltime(names[queue], queue):
+                names[queue] = walltime
         qos |= {sched.qos} - {""}
         accounts |= {sched.account} - {""}
     testbed.add_slurm_names(partitions, qos, accounts)
