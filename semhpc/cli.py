@@ -29,6 +29,7 @@ COMMANDS = (
     "launch",
     "demo",
     "jupyter",
+    "kernel",
     "report",
     "submit",
     "jobs",

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tarfile
 import time
@@ -23,18 +22,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ansible_runs import ANSIBLE, apply_roles, changed_tasks, run
+
 ROOT = Path(__file__).resolve().parents[1]
-ANSIBLE = ROOT / "ansible"
 ROLES = sorted(path.name for path in (ANSIBLE / "roles").iterdir())
 PLAYBOOKS = ["site.yml", "deploy.yml", "jupyter.yml", "check.yml"]
 INVENTORIES = ["c3hpc", "cineca"]
-# ansible-playbook, ansible-lint and molecule live next to the Python running the tests.
-TOOLS_ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-             "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
-
-
-def run(argv, **kwargs):
-    return subprocess.run(argv, cwd=ANSIBLE, env=TOOLS_ENV, capture_output=True, text=True, **kwargs)
 
 
 # --- static checks ----------------------------------------------------------------------------
@@ -87,17 +80,7 @@ def sha256(path):
 
 
 def apply_role(tmp_path, role, variables):
-    """Run one role against localhost (connection local, no become, this Python); the completed process."""
-    playbook = tmp_path / f"{role}.yml"
-    playbook.write_text(yaml.safe_dump([{"name": f"Apply {role}", "hosts": "localhost", "connection": "local",
-                                         "gather_facts": False, "roles": [role]}]))
-    extra_vars = tmp_path / f"{role}-vars.yml"
-    extra_vars.write_text(yaml.safe_dump({"ansible_python_interpreter": sys.executable, **variables}))
-    return run(["ansible-playbook", "-i", "localhost,", str(playbook), "-e", f"@{extra_vars}"], timeout=300)
-
-
-def recap_changed(result):
-    return int(re.search(r"localhost\s*:\s*ok=\d+\s+changed=(\d+)", result.stdout).group(1))
+    return apply_roles(tmp_path, variables, role, timeout=300)
 
 
 @pytest.fixture
@@ -130,7 +113,7 @@ def test_image_role_switches_the_link_and_keeps_one_previous_image(tmp_path, ima
     assert sorted(p.name for p in (store / "versions").iterdir()) == ["semhpc-0.2.0-cpu.sif", "semhpc-0.3.0-cpu.sif"]
 
     again = apply_role(tmp_path, "semhpc_image", variables(sources[2]))
-    assert again.returncode == 0 and recap_changed(again) == 0
+    assert again.returncode == 0 and changed_tasks(again) == 0
 
     rollback = apply_role(tmp_path, "semhpc_image", variables(sources[1]))
     assert rollback.returncode == 0
@@ -177,7 +160,7 @@ def test_image_role_unpacks_an_image_folder_with_its_mount_points(tmp_path, imag
     assert (link / "scratch").is_dir() and (link / "g100" / "home").is_dir()
     assert sorted(p.name for p in (store / "versions").iterdir()) == ["semhpc-0.2.0-cpu", "semhpc-0.3.0-cpu"]
     again = apply_role(tmp_path, "semhpc_image", {**variables(archives[2]), **folder_vars})
-    assert again.returncode == 0 and recap_changed(again) == 0
+    assert again.returncode == 0 and changed_tasks(again) == 0
 
 
 def test_data_role_refuses_world_writable_folders(tmp_path):
@@ -251,6 +234,15 @@ def test_hub_settings_take_scheduler_queue_account_qos_and_hub_address_from_the_
         "semhpc_jupyter_queue": "other", "semhpc_jupyter_hub_connect_ip": "10.0.0.5"}))
     assert config.JupyterHub.hub_connect_ip == "10.0.0.5"
     assert (config.SlurmSpawner.req_partition if profile == "testbed-slurm" else config.PBSSpawner.req_queue) == "other"
+    # Cores and memory follow the profile's jupyter section, as `semhpc submit --job jupyter` asks:
+    # memory_gb 0 leaves the memory to the scheduler, and the cores stay within a node.
+    assert "req_memory" not in config.BatchSpawnerBase
+    assert config.BatchSpawnerBase.req_nprocs == "1"      # jupyter.cores 2 (the default), node.cores 1
+    shipped.update(node={**shipped["node"], "cores": 8}, jupyter={"cores": 3, "memory_gb": 12})
+    config = load_settings(write_batchspawner_settings(tmp_path, {
+        "semhpc_version": "0.1.0", "semhpc_root": "/opt/semhpc", "semhpc_jupyter_profile": shipped}))
+    assert config.BatchSpawnerBase.req_nprocs == "3"
+    assert config.BatchSpawnerBase.req_memory == ("12G" if profile == "testbed-slurm" else "12gb")
 
 
 @pytest.mark.slow

@@ -12,12 +12,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from ansible_runs import apply_roles, changed_tasks
 from hpc_runtime import as_user, charliecloud_image, json_of, runtime_user, user_workdir
 from semhpc.hpc.runtimes import container_runtime
 from semhpc.runtime.launcher import mpirun_command
@@ -146,18 +146,11 @@ def slurm(tmp_path_factory):
         cluster.stop()
 
 
-def apply_module_role(tmp_path, variables):
-    """The semhpc_module role against this machine (connection local); the completed process."""
-    playbook, extra = tmp_path / "module.yml", tmp_path / "module-vars.yml"
-    playbook.write_text(yaml.safe_dump([{"name": "Write the semhpc module", "hosts": "localhost",
-                                         "connection": "local", "gather_facts": False, "roles": ["semhpc_module"]}]))
-    extra.write_text(yaml.safe_dump({"ansible_python_interpreter": sys.executable, **variables}))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "ANSIBLE_ROLES_PATH": str(ROOT / "ansible" / "roles"), "ANSIBLE_NOCOLOR": "1"}
-    out = subprocess.run(["ansible-playbook", "-i", "localhost,", str(playbook), "-e", f"@{extra}"], env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stdout[-5000:]
-    return int(re.search(r"localhost\s*:\s*ok=\d+\s+changed=(\d+)", out.stdout).group(1))
+def apply_module_role(tmp_path, variables, *more_roles):
+    """semhpc_module (and `more_roles`) against this machine; how many tasks changed something."""
+    result = apply_roles(tmp_path, variables, "semhpc_module", *more_roles)
+    assert result.returncode == 0, result.stdout[-5000:]
+    return changed_tasks(result)
 
 
 @pytest.mark.mpi
@@ -206,3 +199,38 @@ def test_container_mode_module_submits_on_the_host_and_trains_in_the_image(image
     assert [r["ranks"] for r in records if r["kind"] == "start"] == [2]
     assert [r["epoch"] for r in records if r["kind"] == "epoch"] == [1]
     shutil.rmtree(workdir)
+
+
+def test_the_semhpc_kernel_runs_in_the_image_through_the_module_wrapper(image, tmp_path):
+    """Container mode's Jupyter kernel (ansible/roles/semhpc_jupyter) starts `semhpc kernel` through
+    the module's wrapper, so it enters the image with the module's runtime (Charliecloud here): a
+    kernel started from the spec as Jupyter starts it runs code in the image's Python, with Horovod."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import KernelManager
+
+    shared = tmp_path / "shared"
+    apply_module_role(tmp_path, {"semhpc_version": "0.1.0", "semhpc_mode": "container", "semhpc_root": str(shared),
+                           "semhpc_current_image": str(image), "semhpc_module_runtime": "charliecloud",
+                           "semhpc_module_host_python": "/usr/bin/python3"}, "semhpc_jupyter")
+    specs = KernelSpecManager(kernel_dirs=[str(shared / "share" / "jupyter" / "kernels")])
+    assert specs.get_kernel_spec("semhpc-0.1.0").argv[:2] == [str(shared / "bin" / "0.1.0" / "semhpc"), "kernel"]
+
+    runtime = Path("/tmp") / f"semhpc-kernel-{os.getpid()}"  # ch-run shares the host's /tmp
+    runtime.mkdir()
+    kernel = KernelManager(kernel_name="semhpc-0.1.0", kernel_spec_manager=specs,
+                           connection_file=str(runtime / "kernel.json"))
+    kernel.start_kernel(cwd=str(runtime), env={**os.environ, "USER": "root"})
+    try:
+        client = kernel.client()
+        client.start_channels()
+        client.wait_for_ready(timeout=180)
+        printed = []
+        reply = client.execute_interactive(
+            "import os, sys, horovod.tensorflow; print(sys.executable, os.path.isfile('/ch/environment'))",
+            timeout=180, output_hook=lambda msg: printed.append(msg["content"].get("text", "")))
+        assert reply["content"]["status"] == "ok", reply["content"]
+        assert "".join(printed).split() == ["/opt/semhpc/venv/bin/python", "True"]
+        client.stop_channels()
+    finally:
+        kernel.shutdown_kernel(now=True)
+        shutil.rmtree(runtime, ignore_errors=True)
