@@ -353,7 +353,8 @@ RUNTIME_TAILS = {  # the rank's command after the host mpirun's options, for ima
     "singularity": ["singularity", "exec", "--nv", "--bind", "HOME", "--bind", "DATA", "IMAGE", "python"],
     "charliecloud": ["ch-run", "--cd=WORKDIR", "--set-env", "--home", "--bind=DATA", "IMAGE", "--", "python"],
     "podman": ["podman", "run", "--rm", "--env-host", "--userns=keep-id", "--net=host", "--pid=host", "--ipc=host",
-               "--workdir=WORKDIR", "--volume=WORKDIR:WORKDIR", "--entrypoint=/opt/semhpc/venv/bin/python",
+               "--workdir=WORKDIR", "--volume=WORKDIR:WORKDIR", "--volume=/tmp:/tmp",
+               "--entrypoint=/opt/semhpc/venv/bin/python",
                "--device=nvidia.com/gpu=all", "--volume=HOME:HOME", "--volume=DATA:DATA", "IMAGE"],
 }
 
@@ -369,9 +370,12 @@ def test_each_container_runtime_starts_the_ranks_with_its_words(runtime, tmp_pat
     profile = profile_from(tmp_path, "c3hpc", {"execution": {"runtime": runtime, "image": str(image)},
                                                "node": {"gpu_compute_capability": 7.0},
                                                "paths": {"data": str(tmp_path / "data"), "scratch": ""}})
+    pbs_tmpdir = "/var/tmp/pbs.77.pbsserver"  # PBS's per-job TMPDIR
     calls, _ = run_body(render(profile, gpus_per_node=2), tmp_path, pbs_env(tmp_path, ["n1", "n1"], 24),
-                        {"mpirun": "", "module": "", program: ""})
-    argv, _ = call_of(calls, "mpirun")
+                        {"mpirun": "", "module": "", program: ""}, extra_env={"TMPDIR": pbs_tmpdir})
+    argv, env = call_of(calls, "mpirun")
+    # Open MPI's session folder (where the ranks in the image join the launcher) is one the container sees.
+    assert env["TMPDIR"] == {"apptainer": pbs_tmpdir, "singularity": pbs_tmpdir}.get(runtime, "/tmp")
     names = {"HOME": os.environ["HOME"], "DATA": str(tmp_path / "data"), "IMAGE": str(image),
              "WORKDIR": str(tmp_path / "submitdir")}
     expected = [re.sub("|".join(names), lambda m: names[m.group(0)], word) for word in RUNTIME_TAILS[runtime]]

@@ -108,6 +108,7 @@ def _execution(profile, plan: ResourcePlan) -> str:
         settings += [f"SEMHPC_RUNTIME={shell.word(runtime.program)}",
                      f"SEMHPC_IMAGE={shell.word_with_vars(execution.image)}",
                      f"SEMHPC_IMAGE_IS_PATH={int(runtime.image == 'path')}",
+                     f"SEMHPC_RUNTIME_TMPDIR={shell.word(runtime.tmpdir)}",
                      _array("SEMHPC_CONTAINER_OPTIONS", [shell.word_with_vars(word) for word in options]),
                      _array("SEMHPC_IMAGE_PYTHON", [shell.word(word) for word in runtime.python])]
     else:

@@ -16,7 +16,7 @@ from semhpc.hpc import SHIPPED_DIR
 from semhpc.utils.errors import SemhpcError
 
 RUNTIMES_FILE = SHIPPED_DIR / "runtimes.yaml"
-KEYS = ("program", "exec", "gpu", "environment", "home", "bind", "image", "python")
+KEYS = ("program", "exec", "gpu", "environment", "home", "bind", "image", "python", "tmpdir")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class ContainerRuntime:
     bind: tuple[str, ...]  # words for one folder; {path} is the folder
     image: str  # "path" (a file or folder to check) or "name" (the runtime's own store)
     python: tuple[str, ...]
+    tmpdir: str  # the host folder the job's TMPDIR becomes ("" keeps it): the container must see it
 
     def options(self, binds: list[str], gpus: bool, home: str | None = None) -> list[str]:
         """The words between the program and the image: exec, GPU, environment, the home folder
@@ -57,7 +58,7 @@ def container_runtimes() -> dict[str, ContainerRuntime]:
         if entry["image"] not in ("path", "name"):
             raise SemhpcError(f"{RUNTIMES_FILE}: {name}.image must be path or name, not {entry['image']!r}")
         runtimes[name] = ContainerRuntime(
-            name=name, program=str(entry["program"]), image=entry["image"],
+            name=name, program=str(entry["program"]), image=entry["image"], tmpdir=str(entry["tmpdir"] or ""),
             **{key: tuple(str(word) for word in entry[key] or ()) for key in ("exec", "gpu", "environment", "home",
                                                                                "bind", "python")})
     return runtimes

@@ -9,6 +9,11 @@ if [[ $SEMHPC_IMAGE_IS_PATH == 1 && $SEMHPC_IMAGE != *://* && ! -r $SEMHPC_IMAGE
   echo "semhpc job: cannot read the image $SEMHPC_IMAGE (the profile's execution.image)" >&2
   exit 1
 fi
+# Open MPI keeps the job's session folder under $TMPDIR, and the ranks in the image join the host's
+# launcher there (PMIx): it must be a folder the container sees (hpc/runtimes.yaml: tmpdir).
+if [[ -n $SEMHPC_RUNTIME_TMPDIR ]]; then
+  export TMPDIR=$SEMHPC_RUNTIME_TMPDIR
+fi
 # ch-run refuses to start without $USER, which a job submitted from a non-login environment lacks.
 export USER="${USER:-$(id -un)}"
 SEMHPC_PYTHON=("$SEMHPC_RUNTIME" "${SEMHPC_CONTAINER_OPTIONS[@]}" "$SEMHPC_IMAGE" "${SEMHPC_IMAGE_PYTHON[@]}")
