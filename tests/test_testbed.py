@@ -4,8 +4,8 @@ accounting and real OpenPBS, a head node and two one-core compute nodes in Docke
 A DenseNet-28 training runs on two nodes, one rank each, through the testbed-slurm profile
 (host mpirun, and `srun --mpi=pmix`) and the testbed-pbs profile (mpirun over ssh on the hosts
 of $PBS_NODEFILE): the ranks ran on two different hosts, ended with identical replicas and
-learned; the same again in container mode under Slurm, each rank in the semhpc image through
-Charliecloud's ch-run. `semhpc jobs` shows a running job of each scheduler and
+learned; the same again in container mode, each rank in the semhpc image through Charliecloud's
+ch-run, under Slurm and under PBS. `semhpc jobs` shows a running job of each scheduler and
 `semhpc cancel` ends it; a partition or QOS the scheduler does not have is refused in one line by
 `semhpc submit`. With every shipped site profile's partitions, QOS, accounts and PBS queues added to
 the testbed, sbatch --test-only and qsub -h accept every job kind of every shipped profile, scaled
@@ -136,8 +136,7 @@ def image_on_nodes(testbed):
     return f"/images/{folder.name}"
 
 
-# Under PBS (mpirun over ssh into ch-run) this failed on its first run and is not asserted yet.
-@pytest.mark.parametrize("shipped", ["testbed-slurm"])
+@pytest.mark.parametrize("shipped", ["testbed-slurm", "testbed-pbs"])
 def test_train_job_ranks_run_in_the_image_through_charliecloud(testbed, dataset, image_on_nodes, shipped):
     """Container mode on two nodes: the host's mpirun starts each rank as `ch-run IMAGE -- python`
     (the hybrid model), as the user, with the scratch volume bound into the image."""
@@ -208,7 +207,8 @@ def shipped_profiles():
 
 def scaled_to_the_testbed(profile):
     """`profile` with its nodes shrunk to a testbed node: one core and one rank, one GPU if it has
-    usable ones, 1 GB per GPU, per core or per node. Everything the scheduler checks by name
+    usable ones, 1 GB per GPU, per core or per node; a jupyter job at most one core and 1 GB.
+    Everything the scheduler checks by name
     (partitions, QOS, account, walltimes, directives) stays the site's."""
     import dataclasses
     from types import SimpleNamespace
@@ -217,7 +217,10 @@ def scaled_to_the_testbed(profile):
     small = {"cores": TESTBED_NODE["cores"], "cpu_ranks": 1, "gpus": min(node["gpus"], TESTBED_NODE["gpus"])}
     for key in ("memory_gb", "memory_gb_per_gpu", "memory_gb_per_core"):
         small[key] = min(node[key], TESTBED_NODE["memory_gb"])
-    return dataclasses.replace(profile, node=SimpleNamespace(**{**node, **small}))
+    jupyter = {"cores": min(profile.jupyter.cores, TESTBED_NODE["cores"]),
+               "memory_gb": min(profile.jupyter.memory_gb, TESTBED_NODE["memory_gb"])}
+    return dataclasses.replace(profile, node=SimpleNamespace(**{**node, **small}),
+                               jupyter=SimpleNamespace(**{**vars(profile.jupyter), **jupyter}))
 
 
 @pytest.fixture(scope="module")

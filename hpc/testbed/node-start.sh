@@ -109,8 +109,8 @@ user_ssh_key() {
 
 ready() {
   local missing=()
-  local idle
-  idle=$(sinfo --noheader --Node --format='%N %t' 2>/dev/null | awk '$2 == "idle" { print $1 }' | sort | xargs)
+  local idle  # once per node: sinfo --Node lists a node once per partition it is in
+  idle=$(sinfo --noheader --Node --format='%N %t' 2>/dev/null | awk '$2 == "idle" { print $1 }' | sort -u | xargs)
   [[ $idle == "${COMPUTE_NODES[*]}" ]] || missing+=("Slurm idle nodes: '${idle}'")
   local free
   free=$(/opt/pbs/bin/pbsnodes -a -F json 2>/dev/null |
