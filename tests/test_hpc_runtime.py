@@ -146,6 +146,13 @@ def slurm(tmp_path_factory):
         cluster.stop()
 
 
+def charliecloud_deployment(shared, image):
+    """The inventory of a container-mode deployment with Charliecloud on `shared` storage."""
+    return {"semhpc_version": "0.1.0", "semhpc_mode": "container", "semhpc_root": str(shared),
+            "semhpc_current_image": str(image), "semhpc_module_runtime": "charliecloud",
+            "semhpc_module_host_python": "/usr/bin/python3"}
+
+
 def apply_module_role(tmp_path, variables, *more_roles):
     """semhpc_module (and `more_roles`) against this machine; how many tasks changed something."""
     result = apply_roles(tmp_path, variables, "semhpc_module", *more_roles)
@@ -159,9 +166,7 @@ def test_container_mode_module_submits_on_the_host_and_trains_in_the_image(image
     the image, `submit` and `jobs` on this host against a real Slurm; the job's 2 ranks run in the
     image under the host's mpirun and train to completion. The role converges, then changes nothing."""
     shared = tmp_path / "shared"
-    variables = {"semhpc_version": "0.1.0", "semhpc_mode": "container", "semhpc_root": str(shared),
-                 "semhpc_current_image": str(image), "semhpc_module_runtime": "charliecloud",
-                 "semhpc_module_host_python": "/usr/bin/python3"}
+    variables = charliecloud_deployment(shared, image)
     assert apply_module_role(tmp_path, variables) > 0
     assert apply_module_role(tmp_path, variables) == 0
     wrapper = shared / "bin" / "0.1.0" / "semhpc"
@@ -209,9 +214,7 @@ def test_the_semhpc_kernel_runs_in_the_image_through_the_module_wrapper(image, t
     from jupyter_client.manager import KernelManager
 
     shared = tmp_path / "shared"
-    apply_module_role(tmp_path, {"semhpc_version": "0.1.0", "semhpc_mode": "container", "semhpc_root": str(shared),
-                           "semhpc_current_image": str(image), "semhpc_module_runtime": "charliecloud",
-                           "semhpc_module_host_python": "/usr/bin/python3"}, "semhpc_jupyter")
+    apply_module_role(tmp_path, charliecloud_deployment(shared, image), "semhpc_jupyter")
     specs = KernelSpecManager(kernel_dirs=[str(shared / "share" / "jupyter" / "kernels")])
     assert specs.get_kernel_spec("semhpc-0.1.0").argv[:2] == [str(shared / "bin" / "0.1.0" / "semhpc"), "kernel"]
 

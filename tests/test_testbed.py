@@ -210,8 +210,8 @@ def shipped_profiles():
 def scaled_to_the_testbed(profile):
     """`profile` with its nodes shrunk to a testbed node: one core and one rank, one GPU if it has
     usable ones, 1 GB per GPU, per core or per node; a jupyter job at most one core and 1 GB.
-    Everything the scheduler checks by name
-    (partitions, QOS, account, walltimes, directives) stays the site's."""
+    Everything the scheduler checks by name (partitions, QOS, account, walltimes, directives)
+    stays the site's."""
     import dataclasses
     from types import SimpleNamespace
 
