@@ -4,8 +4,8 @@ accounting and real OpenPBS, a head node and two one-core compute nodes in Docke
 A DenseNet-28 training runs on two nodes, one rank each, through the testbed-slurm profile
 (host mpirun, and `srun --mpi=pmix`) and the testbed-pbs profile (mpirun over ssh on the hosts
 of $PBS_NODEFILE): the ranks ran on two different hosts, ended with identical replicas and
-learned; the same again in container mode under Slurm, each rank in the semhpc image through
-Charliecloud's ch-run. `semhpc jobs` shows a running job of each scheduler and
+learned; the same again in container mode, each rank in the semhpc image through Charliecloud's
+ch-run, under Slurm and under PBS. `semhpc jobs` shows a running job of each scheduler and
 `semhpc cancel` ends it; a partition or QOS the scheduler does not have is refused in one line by
 `semhpc submit`. With every shipped site profile's partitions, QOS, accounts and PBS queues added to
 the testbed, sbatch --test-only and qsub -h accept every job kind of every shipped profile, scaled
@@ -136,9 +136,9 @@ def image_on_nodes(testbed):
     return f"/images/{folder.name}"
 
 
-# Under PBS the ranks start in the image (MPI_Init passes since container jobs move TMPDIR to /tmp)
-# but Horovod's library fails to load there (std::random_device throws): not asserted until fixed.
-@pytest.mark.parametrize("shipped", ["testbed-slurm"])
+# Under PBS the ranks join mpirun's session folder because container jobs move TMPDIR to /tmp
+# (hpc/runtimes.yaml `tmpdir`): PBS's per-job /var/tmp/pbs.JOBID is not in the image.
+@pytest.mark.parametrize("shipped", ["testbed-slurm", "testbed-pbs"])
 def test_train_job_ranks_run_in_the_image_through_charliecloud(testbed, dataset, image_on_nodes, shipped):
     """Container mode on two nodes: the host's mpirun starts each rank as `ch-run IMAGE -- python`
     (the hybrid model), as the user, with the scratch volume bound into the image."""
