@@ -632,6 +632,9 @@ def test_current_site_profiles_name_their_login_host_and_cite_their_sources():
         text = profile.path.read_text()
         assert profile.scheduler.login_host.endswith(".cineca.it") and "https://docs.hpc.cineca.it/" in text
         assert "read on 2026-12-06" in text or "read 2026-12-06" in text
+    # C3HPC's operator publishes no user guide: the profile cites the thesis, which names the login host.
+    c3hpc = load_profile("c3hpc")
+    assert c3hpc.scheduler.login_host == "hpc.c3e.exact-lab.it" and "section 1.2.1" in c3hpc.path.read_text()
 
 
 def test_every_profile_key_is_documented_in_the_hpc_readme():

@@ -20,7 +20,7 @@ from semhpc.model import registry
 from semhpc.model.densenet import DENSENET_VARIANTS
 from semhpc.utils.errors import SemhpcError
 
-# De Nobili 2018, Table 2.1: "number of parameters (weights and biases)" with the classifier head.
+# De Nobili 2017, Table 2.1: "number of parameters (weights and biases)" with the classifier head.
 TABLE_2_1 = {
     "densenet121": 6.9e6,
     "densenet91": 4.0e6,

@@ -9,7 +9,7 @@ from semhpc import cli
 from semhpc.config import load_config
 
 THESIS_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "thesis").glob("*.yaml"))
-# De Nobili 2018: two Tesla K20 for chapter 3 unless said otherwise; Table 3.3 ran on four GTX-1070.
+# De Nobili 2017: two Tesla K20 for chapter 3 unless said otherwise; Table 3.3 ran on four GTX-1070.
 THESIS_GPUS = {"t31": 2, "t32": 2, "t33": 4, "t34": 2}
 
 

@@ -48,7 +48,7 @@ class ModelSpec:
       every other layer from a checkpoint and, in feature extraction, trains only these.
     aux_loss_weight: weight of the auxiliary logits' loss (`build(..., aux_logits=True)`);
       None when the model has no auxiliary head.
-    thesis_classes: the classifier size on which the thesis (De Nobili 2018, Table 2.1) counted
+    thesis_classes: the classifier size on which the thesis (De Nobili 2017, Table 2.1) counted
       parameters: its Inception nets are TF-Slim's ImageNet graphs (1001 classes, auxiliary head
       included), AlexNet the 1000-class alexnet_v2, the DenseNets its 10-class SEM models.
     """
@@ -151,7 +151,7 @@ def describe(name: str, num_classes: int = 10, input_size: Optional[int] = None)
 
 
 def thesis_basis(name: str, input_size: Optional[int] = None) -> dict:
-    """Parameters of `name` on the basis of the thesis' Table 2.1 (De Nobili 2018).
+    """Parameters of `name` on the basis of the thesis' Table 2.1 (De Nobili 2017).
 
     The classifier has `thesis_classes` outputs and the auxiliary head is included when the model
     has one. `trainable` counts "weights and biases", the table's caption, i.e. without BN moving

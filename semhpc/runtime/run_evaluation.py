@@ -1,7 +1,7 @@
 """Evaluate a finished (or running) training run on one split, over all Horovod ranks.
 
 Besides the metrics of `evaluation.evaluate`, the result carries the thesis' reported figure
-(De Nobili 2018, §3): mean ± standard deviation of the last ten evaluations during training, read
+(De Nobili 2017, §3): mean ± standard deviation of the last ten evaluations during training, read
 from the run's metrics.jsonl: the accuracy at each epoch end on `train.eval_split`, the test split
 in the thesis' protocol, the validation split by default. The result names the split.
 """
