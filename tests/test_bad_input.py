@@ -4,12 +4,14 @@ Every row of TABLE runs one `semhpc` command line (in this process) against a sm
 finished tiny training run, or a fault made for the row, and must end with exit status 2 and one
 line `semhpc CMD: error: ...` that holds the row's text: the file or key named, what is wrong,
 no traceback. Rows are grouped by class (issue 20): splits a run reads, damaged checkpoints and
-shards, YAML inputs, values out of range (config keys and command-line options), special files.
-The checks that need more than that one line (status.json, a fallback that succeeds, an output
-left intact) follow the table as ordinary tests, and so do the environment faults: a full disk
-(a 2 MB tmpfs; 64 MB for a disk that fills during training; ingest and hdf5 also under
-`mpirun -np 2`), a read-only output and a folder the user may not write (EACCES, run without
-root's permission overrides), per command that writes.
+shards, YAML inputs, values out of range (config keys and command-line options). SPECIAL_FILES
+does the same for every input a command reads by name, made a FIFO, a socket and a character
+device in turn. The checks that need more than that one line (status.json, a fallback that
+succeeds, an output left intact) follow the tables as ordinary tests, and so do the environment
+faults, per command that writes (WRITES): a full disk and a read-only output (small tmpfs mounts;
+ingest and hdf5 on a full disk also keep their finished outputs, also under `mpirun -np 2`, and a
+disk that fills during training marks the run failed), and a folder the user may not write
+(EACCES, run without root's permission overrides).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import os
 import re
 import shutil
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -57,11 +61,10 @@ class Env:
                             "--shards-per-split", "1"]) == 0
         return out
 
-    def data_copy(self, truncate: str | None = None, forget_lengths: bool = False, fifo: str | None = None,
-                  flip: str | None = None) -> Path:
+    def data_copy(self, truncate: str | None = None, forget_lengths: bool = False, flip: str | None = None) -> Path:
         """A copy of the dataset; `truncate` names a shard cut to half its length; `forget_lengths`
         drops ingest's state (the recorded lengths), as a copy without hidden folders would;
-        `fifo` names a file replaced by a FIFO; `flip` a shard with one byte inverted mid-file."""
+        `flip` a shard with one byte inverted mid-file."""
         copy = self.tmp / "data-copy"
         shutil.copytree(self.data, copy)
         if truncate:
@@ -73,9 +76,6 @@ class Env:
             (copy / flip).write_bytes(bytes(damaged))
         if forget_lengths:
             shutil.rmtree(copy / ".ingest")
-        if fifo:
-            (copy / fifo).unlink()
-            os.mkfifo(copy / fifo)
         return copy
 
     def run_copy(self, damaged: int) -> Path:
@@ -89,10 +89,6 @@ class Env:
 
     def file(self, name: str, content: bytes) -> str:
         (self.tmp / name).write_bytes(content)
-        return str(self.tmp / name)
-
-    def fifo(self, name: str) -> str:
-        os.mkfifo(self.tmp / name)
         return str(self.tmp / name)
 
     def profile(self, name: str, change: bytes = b"", **lines: bytes) -> str:
@@ -119,6 +115,25 @@ class Env:
 
     def resume(self, run: Path, *sets: str) -> list[str]:
         return ["train", "--resume", str(run), *[arg for text in sets for arg in ("--set", text)]]
+
+
+def special_file(path: Path, kind: str) -> str:
+    """Make `path` a FIFO, a Unix socket or a character device (/dev/zero's: a read never ends),
+    in place of any file there; returns the path."""
+    path.unlink(missing_ok=True)
+    if kind == "FIFO":
+        os.mkfifo(path)
+    elif kind == "socket":
+        with socket.socket(socket.AF_UNIX) as server:
+            cwd = os.getcwd()
+            os.chdir(path.parent)  # a socket's address is at most 107 bytes: bind the name alone
+            try:
+                server.bind(path.name)
+            finally:
+                os.chdir(cwd)
+    else:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 5))
+    return str(path)
 
 
 def newest_checkpoints(run: Path) -> list[str]:
@@ -231,23 +246,6 @@ TABLE = [
     ("submit --walltime 400d", lambda env: env.submit("generic-slurm", "--walltime", "400d"),
      "--walltime '400d': walltime must be longer than zero and at most 365 days"),
     ("launch --cores-per-rank x", lambda env: ["launch", "--cores-per-rank", "x", "--", "train"], "'x' is not a whole number"),
-    # Special files (the class): refused without opening, so nothing blocks.
-    ("train: config is a FIFO", lambda env: ["train", "--config", env.fifo("c.yaml")],
-     "c.yaml: config file is not a regular file"),
-    ("ingest: class map is a FIFO", lambda env: ["ingest", str(env.tiffs), str(env.tmp / "out"),
-                                                "--class-map", env.fifo("m.yaml")],
-     "m.yaml: class map is not a regular file"),
-    ("submit: cluster profile is a FIFO", lambda env: ["submit", "--cluster", env.fifo("site.yaml"), "--job", "train",
-                                                      "--dry-run"], "unknown cluster"),
-    ("classify: the input is a FIFO", lambda env: ["classify", "--model", env.bundle(), "--input", env.fifo("in"),
-                                                  "--out", str(env.tmp / "out")],
-     "in: not a folder, image or list file (FIFO); not read"),
-    ("train: manifest.json is a FIFO", lambda env: env.train(data=env.data_copy(fifo="manifest.json")),
-     "manifest.json: cannot read the manifest: not a regular file (FIFO)"),
-    ("data report: a shard is a FIFO", lambda env: ["data", "report", str(env.data_copy(fifo="test-00000-of-00001.tfrecord"))],
-     "test-00000-of-00001.tfrecord: cannot read the TFRecord shard: not a regular file (FIFO)"),
-    ("train: a shard is a FIFO", lambda env: env.train(data=env.data_copy(fifo="validation-00000-of-00001.tfrecord")),
-     "validation-00000-of-00001.tfrecord: cannot read the TFRecord shard: not a regular file (FIFO)"),
 ]
 
 
@@ -271,23 +269,86 @@ def env(shared, tmp_path) -> Env:
 @pytest.mark.parametrize("command, message", [pytest.param(command, message, id=case)
                                               for case, command, message in TABLE])
 def test_bad_input_ends_with_one_line_naming_the_problem(env, capsys, command, message):
-    argv = command(env)
-    capsys.readouterr()
-    with deadline(120):  # a FIFO opened for reading would block forever: fail instead
-        status = semhpc_main(argv)
-    err = capsys.readouterr().err
+    assert_one_error_line(command(env), message, capsys)
+
+
+def assert_one_error_line(argv: list[str], message: str, capsys) -> None:
+    """`semhpc ARGV` ends with exit status 2 and, last, one line `semhpc CMD: error: ...` holding
+    `message`, and no traceback."""
+    status, err = run_command(argv, capsys)
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
     assert status == 2, err[-2000:]
     assert last.startswith(f"semhpc {argv[0]}: error: ") and message in last, last
 
 
+def run_command(argv: list[str], capsys) -> tuple[int, str]:
+    """(exit status, stderr) of `semhpc ARGV`, run in this process, but `catalog` in a fresh one:
+    once earlier rows have run TensorFlow's data pipeline here, the process's SQLite calls can
+    bind to the SQLite inside TensorFlow's libraries, built without the FTS5 the catalog needs
+    (`semhpc catalog` itself never runs that pipeline)."""
+    if argv[0] == "catalog":
+        out = run_semhpc(*argv, timeout=120)
+        return out.returncode, out.stderr
+    capsys.readouterr()
+    with deadline(120):  # a FIFO or /dev/zero opened for reading would never end: fail instead
+        status = semhpc_main(argv)
+    return status, capsys.readouterr().err
+
+
+# Special files (the class): every input a command reads by name, made a FIFO (a read waits for a
+# writer forever), a Unix socket (cannot be opened) or a character device (/dev/zero's: a read
+# never ends); each is refused unread, naming the file and its kind. Each row: id, the command
+# line from an Env and a maker `special(path) -> str`, the text its error line must hold ({kind}).
+SPECIAL_KINDS = ["FIFO", "socket", "character device"]
+SPECIAL_FILES = [
+    ("train: config", lambda env, special: ["train", "--config", special(env.tmp / "c.yaml")],
+     "c.yaml: config file is not a regular file ({kind}); not read"),
+    ("ingest: class map", lambda env, special: ["ingest", str(env.tiffs), str(env.tmp / "out"), "--class-map",
+                                                special(env.tmp / "m.yaml")],
+     "m.yaml: class map is not a regular file ({kind}); not read"),
+    ("submit: cluster profile", lambda env, special: ["submit", "--cluster", special(env.tmp / "site.yaml"), "--job",
+                                                      "train", "--dry-run"], "unknown cluster"),
+    ("classify: the input", lambda env, special: ["classify", "--model", env.bundle(), "--input",
+                                                  special(env.tmp / "in"), "--out", str(env.tmp / "out")],
+     "in: not a folder, image or list file ({kind}); not read"),
+    ("classify: the bundle's manifest", lambda env, special: [
+        "classify", "--model", str(Path(special(Path(env.bundle()) / "bundle.json")).parent), "--input",
+        str(env.tiffs), "--out", str(env.tmp / "out")], "bundle.json: bundle manifest is not a regular file ({kind})"),
+    ("train: manifest.json", lambda env, special: env.train(data=Path(special(env.data_copy() / "manifest.json")).parent),
+     "manifest.json: cannot read the manifest: not a regular file ({kind})"),
+    ("data report: a shard", lambda env, special: ["data", "report", str(Path(special(
+        env.data_copy() / "test-00000-of-00001.tfrecord")).parent)],
+     "test-00000-of-00001.tfrecord: cannot read the TFRecord shard: not a regular file ({kind})"),
+    ("train: a shard", lambda env, special: env.train(data=Path(special(
+        env.data_copy() / "validation-00000-of-00001.tfrecord")).parent),
+     "validation-00000-of-00001.tfrecord: cannot read the TFRecord shard: not a regular file ({kind})"),
+    ("train --resume: the run's metrics log", lambda env, special: env.resume(Path(special(
+        env.run_copy(damaged=0) / "metrics.jsonl")).parent, "train.epochs=3"),
+     "metrics.jsonl: metrics log is not a regular file ({kind}); not read"),
+    ("hdf5: facility metadata", lambda env, special: ["hdf5", str(env.tiffs), str(env.tmp / "h5"),
+                                                      "--facility-metadata", special(env.tmp / "facility.csv")],
+     "facility.csv: facility metadata file is not a regular file ({kind}); not read"),
+    ("catalog build: predictions", lambda env, special: ["catalog", "build", str(env.tmp / "catalog.db"),
+                                                         "--predictions", special(env.tmp / "predictions.csv")],
+     "predictions.csv: predictions file is not a regular file ({kind}); not read"),
+]
+
+
+@pytest.mark.parametrize("kind", SPECIAL_KINDS)
+@pytest.mark.parametrize("command, message", [pytest.param(command, message, id=case)
+                                              for case, command, message in SPECIAL_FILES])
+def test_a_special_file_is_refused_unread_naming_its_kind(env, capsys, command, message, kind):
+    assert_one_error_line(command(env, lambda path: special_file(path, kind)), message.format(kind=kind), capsys)
+
+
 def test_inspect_reports_each_special_file_and_goes_on(env, capsys):
-    argv = ["inspect", env.fifo("x.tif"), env.fifo("y.tif")]
+    argv = ["inspect", *[special_file(env.tmp / f"{n}.tif", kind) for n, kind in enumerate(SPECIAL_KINDS)]]
     with deadline(60):
         assert semhpc_main(argv) == 1
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines == [f"semhpc inspect: {path}: not a regular file (FIFO); not read" for path in argv[1:]]
+    assert lines == [f"semhpc inspect: {path}: not a regular file ({kind}); not read"
+                     for path, kind in zip(argv[1:], SPECIAL_KINDS)]
 
 
 @contextlib.contextmanager
@@ -361,6 +422,13 @@ def small_disk(tmp_path):
 
 
 @pytest.fixture
+def output_disk(tmp_path):
+    """A 256 MB tmpfs: room for copies of the inputs that a command writes next to (a run: 65 MB)."""
+    with tmpfs(tmp_path / "disk", "256m") as disk:
+        yield disk
+
+
+@pytest.fixture
 def training_disk(tmp_path):
     """A 64 MB tmpfs: room for a run's first files, so that the disk fills during training."""
     with tmpfs(tmp_path / "disk", "64m") as disk:
@@ -382,10 +450,8 @@ def read_only(disk: Path) -> Path:
 
 def run_failing(argv: list[str], capsys) -> str:
     """Run `argv`, which must fail with exit 2; its one error line."""
-    capsys.readouterr()
-    assert semhpc_main(argv) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
+    status, err = run_command(argv, capsys)
+    assert status == 2 and "Traceback" not in err, err[-3000:]
     return err.strip().splitlines()[-1]
 
 
@@ -493,28 +559,53 @@ def test_a_full_disk_under_mpi_ends_every_rank_with_one_line_and_a_rerun_complet
         assert len(list(out.rglob("*.h5"))) == 40
 
 
-# Each command that writes, with its output on a read-only file system.
-READ_ONLY = [
-    ("ingest", lambda env, ro: ["ingest", str(env.tiffs), str(ro / "new")], "new: cannot create the output folder"),
-    ("hdf5", lambda env, ro: ["hdf5", str(env.tiffs), str(ro / "h5")], "read-only file system"),
-    ("synth", lambda env, ro: ["synth", str(ro / "tiffs"), "--per-class", "1", "--size", "64x48"],
+def copied(source: Path, disk: Path) -> Path:
+    """A copy of `source` on `disk`, for a command that writes next to its input."""
+    shutil.copytree(source, disk / source.name)
+    return disk / source.name
+
+
+# Each command that writes, with its output on `disk` (inputs it writes next to copied there
+# first), and what its line says when that file system is read-only. The same commands then meet
+# a full disk.
+WRITES = [
+    ("ingest", lambda env, disk: ["ingest", str(env.tiffs), str(disk / "new")], "new: cannot create the output folder"),
+    ("hdf5", lambda env, disk: ["hdf5", str(env.tiffs), str(disk / "h5")], "read-only file system"),
+    ("synth", lambda env, disk: ["synth", str(disk / "tiffs"), "--per-class", "1", "--size", "64x48"],
      "read-only file system"),
-    ("train", lambda env, ro: env.train(f"run.dir={ro / 'run'}"), "read-only file system"),
-    ("export", lambda env, ro: ["export", str(env.run), str(ro / "bundle")], "read-only file system"),
-    ("data report", lambda env, ro: ["data", "report", str(ro / "data")], "report.json: cannot write: read-only file system"),
-    ("submit", lambda env, ro: ["submit", "--cluster", "generic-slurm", "--job", "train", "--job-dir", str(ro / "jobs"),
-                                "--", "--config", str(env.file("c.yaml", b"run:\n  dir: r\n"))],
+    ("train", lambda env, disk: env.train(f"run.dir={disk / 'run'}"), "read-only file system"),
+    ("eval", lambda env, disk: ["eval", str(copied(env.run, disk)), "--data", str(env.data)], "read-only file system"),
+    ("export", lambda env, disk: ["export", str(env.run), str(disk / "bundle")], "read-only file system"),
+    ("data report", lambda env, disk: ["data", "report", str(copied(env.data, disk))],
+     "report.json: cannot write: read-only file system"),
+    ("classify", lambda env, disk: ["classify", "--model", env.bundle(), "--input", str(env.tiffs), "--out",
+                                    str(disk / "predictions")], "read-only file system"),
+    ("calibrate", lambda env, disk: ["calibrate", "--model", str(copied(Path(env.bundle()), disk)), "--data",
+                                     str(env.data)], "read-only file system"),
+    ("catalog build", lambda env, disk: ["catalog", "build", str(disk / "catalog.db"), "--dataset", str(env.data)],
+     "read-only file system"),
+    ("submit", lambda env, disk: ["submit", "--cluster", "generic-slurm", "--job", "train", "--job-dir",
+                                  str(disk / "jobs"), "--", "--config", str(env.file("c.yaml", b"run:\n  dir: r\n"))],
      "cannot write: read-only file system"),
 ]
 
 
 @pytest.mark.parametrize("command, message", [pytest.param(command, message, id=case)
-                                              for case, command, message in READ_ONLY])
-def test_a_read_only_output_is_one_line(env, small_disk, capsys, command, message):
-    shutil.copytree(env.data, small_disk / "data")  # for `data report`, which writes into the dataset
-    line = run_failing(command(env, read_only(small_disk)), capsys)
+                                              for case, command, message in WRITES])
+def test_a_read_only_output_is_one_line(env, output_disk, capsys, command, message):
+    argv = command(env, output_disk)
+    read_only(output_disk)
+    line = run_failing(argv, capsys)
     assert line.lower().endswith("read-only file system") and message in line, line
-    assert str(small_disk) in line
+    assert str(output_disk) in line
+
+
+@pytest.mark.parametrize("command", [pytest.param(command, id=case) for case, command, _ in WRITES])
+def test_a_full_disk_is_one_line(env, output_disk, capsys, command):
+    argv = command(env, output_disk)
+    fill(output_disk, leave=0)
+    line = run_failing(argv, capsys)
+    assert line.endswith("no space left on device") and str(output_disk) in line, line
 
 
 # Each command that writes, into a folder it may read but not write: a copy of the inputs owned by

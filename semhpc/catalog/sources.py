@@ -13,6 +13,7 @@ A file that cannot be read is skipped with a reason; the rest is indexed.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -23,6 +24,7 @@ from semhpc.classify.hdf5_group import GROUP as CLASSIFICATION_GROUP
 from semhpc.classify.policy import PREDICTION_FIELDS, TOP_K
 from semhpc.data.nffa_context import FIELDS, normalised_path
 from semhpc.utils.errors import SemhpcError
+from semhpc.utils.files import read_input_text
 
 
 def dataset_rows(data_dir: str | Path) -> list[dict]:
@@ -80,9 +82,9 @@ def _classification_columns(group) -> dict:
 def prediction_rows(csv_path: str | Path, root: str | Path | None = None) -> list[dict]:
     """One row per line of a predictions.csv (or its folder), paths relative to `root`."""
     csv_path = Path(csv_path) / "predictions.csv" if Path(csv_path).is_dir() else Path(csv_path)
-    if not csv_path.is_file():
+    if not csv_path.exists():
         raise SemhpcError(f"{csv_path}: predictions file not found (run `semhpc classify ... --out DIR`)")
-    with open(csv_path, newline="", encoding="utf-8") as handle:
+    with io.StringIO(read_input_text(csv_path, "predictions file"), newline="") as handle:
         reader = csv.DictReader(handle)
         missing = [field for field in PREDICTION_FIELDS if field not in (reader.fieldnames or [])]
         if missing:

@@ -111,7 +111,7 @@ class _SQLite(_Dialect):
             raise write_failure(path, exc) from None
         writable = os.access(path.parent, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
         if create and not writable:  # the file and its journal next to it; sqlite3 would only say "unable to open"
-            raise write_failure(path, PermissionError(errno.EACCES, "permission denied"))
+            raise write_failure(path, OSError(_unwritable_errno(path.parent), "not writable"))
         connection = sqlite3.connect(path)
         connection.row_factory = sqlite3.Row
         return connection
@@ -218,8 +218,23 @@ def open_catalog(target: str | Path, create: bool = True) -> Catalog:
             raise SemhpcError(f"{target}: catalog schema {version and version['value']}, this semhpc reads "
                               f"{SCHEMA_VERSION}; rebuild it")
     except dialect.errors as exc:
-        raise SemhpcError(f"{target}: cannot open as a semhpc catalog ({str(exc).strip().splitlines()[0]})") from None
+        raise _disk_failure(target, exc) or SemhpcError(
+            f"{target}: cannot open as a semhpc catalog ({str(exc).strip().splitlines()[0]})") from None
     return catalog
+
+
+def _unwritable_errno(folder: Path) -> int:
+    """EROFS when `folder` is on a read-only file system, else EACCES (no write permission)."""
+    return errno.EROFS if os.statvfs(folder).f_flag & os.ST_RDONLY else errno.EACCES
+
+
+def _disk_failure(target: str, exc: Exception) -> SemhpcError | None:
+    """The one write-failure line when a database error is a full disk (SQLite says only "database
+    or disk is full", PostgreSQL "could not extend file ... No space left on device"), else None."""
+    text = str(exc).lower()
+    if "disk is full" in text or "no space left on device" in text:
+        return write_failure(target, OSError(errno.ENOSPC, "no space left on device"))
+    return None
 
 
 def upsert(catalog: Catalog, rows: list[dict], batch: int = 5000) -> int:
@@ -228,6 +243,13 @@ def upsert(catalog: Catalog, rows: list[dict], batch: int = 5000) -> int:
     Rows of one call may differ in their keys: each batch groups rows by their set of columns, and
     an existing row keeps every column a row does not carry.
     """
+    try:
+        return _upsert(catalog, rows, batch)
+    except catalog.dialect.errors as exc:
+        raise _disk_failure(catalog.name, exc) or exc from None
+
+
+def _upsert(catalog: Catalog, rows: list[dict], batch: int) -> int:
     written = 0
     for start in range(0, len(rows), batch):
         by_columns: dict[tuple, list] = {}

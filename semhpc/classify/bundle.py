@@ -30,7 +30,8 @@ from pathlib import Path
 from semhpc import __version__
 from semhpc.classify.preprocess import model_input, preprocessing_record
 from semhpc.runtime.run_artifacts import load_trained_model, trained_weights
-from semhpc.utils.errors import SemhpcError
+from semhpc.utils.errors import WRITE_FAILURES, SemhpcError, write_failure
+from semhpc.utils.files import read_input_text
 
 BUNDLE_FORMAT = 1
 SUPPORTED_FORMATS = (1,)
@@ -84,12 +85,12 @@ def read_bundle(path: str | Path) -> Bundle:
     """The bundle at `path`, or SemhpcError saying why it cannot be used (no TensorFlow needed)."""
     path = Path(path)
     manifest_path = path / MANIFEST
-    if not manifest_path.is_file():
+    if not manifest_path.exists():
         raise SemhpcError(f"{path}: not a semhpc model bundle (no {MANIFEST}); "
                           "create one with `semhpc export RUN_DIR OUT`")
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        manifest = json.loads(read_input_text(manifest_path, "bundle manifest"))
+    except json.JSONDecodeError as exc:
         raise SemhpcError(f"{manifest_path}: not valid JSON ({exc})") from None
     _check_format(manifest, manifest_path)
     missing = [key for key in _REQUIRED_KEYS if key not in manifest]
@@ -138,6 +139,10 @@ def export_bundle(run_dir: str | Path, out: str | Path, force: bool = False) -> 
         manifest = _manifest(run_dir, cfg, weights, classes, test_metrics, dataset)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         _replace_folder(staging, out)
+    except OSError as exc:  # Keras' HDF5 writer names no file: the bundle folder is the one to name
+        if exc.errno not in WRITE_FAILURES:
+            raise
+        raise write_failure(exc.filename or out, exc) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return read_bundle(out)

@@ -66,9 +66,8 @@ def _build(args, store) -> int:
 
     if not (args.dataset or args.hdf5 or args.predictions):
         raise SemhpcError("catalog build: give at least one --dataset, --hdf5 or --predictions")
-    db = store.open_catalog(args.db)
-    before = store.count_rows(db)
     started = time.perf_counter()
+    read_sources = []  # every source read before the catalog is opened: a bad one leaves no catalog behind
     failed = []
     for name, items, read in (("dataset", args.dataset, sources.dataset_rows),
                               ("hdf5", args.hdf5, sources.hdf5_rows),
@@ -78,7 +77,11 @@ def _build(args, store) -> int:
             result = read(item)
             rows, problems = result if isinstance(result, tuple) else (result, [])
             failed += problems
-            print(f"catalog: {store.upsert(db, rows)} row(s) from {name} {item}", flush=True)
+            read_sources.append((name, item, rows))
+    db = store.open_catalog(args.db)
+    before = store.count_rows(db)
+    for name, item, rows in read_sources:
+        print(f"catalog: {store.upsert(db, rows)} row(s) from {name} {item}", flush=True)
     after = store.count_rows(db)
     print(f"catalog: {after} image(s) in {args.db} ({after - before} new) in {time.perf_counter() - started:.1f} s")
     for path, reason in failed:

@@ -19,7 +19,7 @@ import yaml
 from semhpc.config.schema import SCHEMA, Field, defaults
 from semhpc.utils import atomic
 from semhpc.utils.errors import SemhpcError
-from semhpc.utils.files import NotRegularFile, read_regular_bytes
+from semhpc.utils.files import read_input_text
 from semhpc.utils.options import number_text
 
 
@@ -72,25 +72,6 @@ def read_yaml_mapping(path: Path, what: str = "config file",
     if not isinstance(data, dict):
         raise SemhpcError(f"{path}: {not_a_mapping}, got {type(data).__name__}")
     return data
-
-
-def read_input_text(path: Path, what: str) -> str:
-    """The UTF-8 text of the input file `path`, else one SemhpcError line: missing, not a regular
-    file (a FIFO would block the read forever), unreadable, or a byte that is not UTF-8."""
-    try:
-        data = read_regular_bytes(path)
-    except FileNotFoundError:
-        raise SemhpcError(f"{path}: {what} not found") from None
-    except NotRegularFile as exc:
-        raise SemhpcError(f"{path}: {what} is not a regular file ({exc.kind}); not read") from None
-    except OSError as exc:
-        raise SemhpcError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from exc
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise SemhpcError(f"{path}: {what} is not UTF-8 text: byte 0x{data[exc.start]:02x} at offset {exc.start} "
-                          f"(line {line})") from None
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

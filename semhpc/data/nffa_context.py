@@ -19,11 +19,13 @@ the group's `sources` attribute (JSON) says where each came from ("facility" or 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from pathlib import Path, PurePosixPath
 
 from semhpc.utils.errors import SemhpcError
+from semhpc.utils.files import read_input_text
 
 # group -> field -> meaning (docs/ingest.md shows this table).
 FIELDS: dict[str, dict[str, str]] = {
@@ -94,8 +96,6 @@ def merge(instrument: Context, facility: Context | None) -> tuple[Context, dict[
 def load_facility_metadata(path: str | Path) -> dict[str, Context]:
     """{image path below SRC: context} from a facility sidecar (.csv, .yaml or .yml), validated."""
     path = Path(path)
-    if not path.is_file():
-        raise SemhpcError(f"{path}: facility metadata file not found")
     if path.suffix.lower() == ".csv":
         return _load_csv(path)
     if path.suffix.lower() in (".yaml", ".yml"):
@@ -104,8 +104,9 @@ def load_facility_metadata(path: str | Path) -> dict[str, Context]:
 
 
 def _load_csv(path: Path) -> dict[str, Context]:
+    text = read_input_text(path, "facility metadata file").removeprefix("\ufeff")  # a spreadsheet's BOM
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
+        with io.StringIO(text, newline="") as handle:
             reader = csv.DictReader(handle)
             columns = reader.fieldnames or []
             if "path" not in columns:
@@ -125,8 +126,6 @@ def _load_csv(path: Path) -> dict[str, Context]:
                         context[group][field] = _checked_value(where, group, field, cell)
                 _add_row(rows, where, row["path"], context)
             return rows
-    except UnicodeDecodeError as exc:
-        raise SemhpcError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except csv.Error as exc:
         raise SemhpcError(f"{path}: malformed CSV: {exc}") from None
 

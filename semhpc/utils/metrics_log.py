@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from semhpc.utils.atomic import write_text
+from semhpc.utils.files import read_input_text
 
 
 class MetricsLog:
@@ -62,10 +63,9 @@ _NOT_SCALARS = ("kind", "step", "time")
 def read_metrics(path: str | Path) -> list[dict]:
     """All complete records; a truncated last line (run still writing) is ignored."""
     records = []
-    with open(path) as fh:
-        for line in fh:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+    for line in read_input_text(path, "metrics log").splitlines():  # a FIFO is refused, never read
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
     return records
