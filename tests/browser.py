@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -19,6 +20,10 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 VIEWPORT = {"width": 1280, "height": 900}
 KERNEL_READY_TIMEOUT = 90
+# What notebook 01's dashboard cell prints while its run trains (and the per-rank spread of 2 ranks).
+RUNNING = re.compile(r"running: step (\d+)/(\d+) \(\d+%\)")
+RANK_SPREAD = re.compile(r"compute time per rank \(median of the last \d+ intervals\): rank 0 [\d.]+ s, "
+                         r"rank 1 [\d.]+ s; slowest rank [01] at [\d.]+x the fastest; step time [\d.]+ s")
 
 # JupyterLab user settings for the tests: never ask about (or fetch) news, start the notebook's own
 # kernel without a dialog. Kept in the test's folder, so no one's ~/.jupyter is read or written.
@@ -126,3 +131,36 @@ def hub_login(page, base: str, user: str, password: str, spawn_timeout: float) -
     page.fill("#password_input", password)
     page.click("#login_submit")
     page.wait_for_url(f"{base}/user/{user}/lab**", timeout=spawn_timeout * 1000)
+
+
+def follow_dashboard(page, cell: int, timeout: float, shot: Path) -> list[dict]:
+    """Read cell `cell` (notebook 01's live dashboard) once a second until it says finished or
+    failed, as a person watching it sees it; a screenshot of it while it runs goes to `shot`."""
+    samples = []
+    deadline = time.monotonic() + timeout
+    while not (samples and samples[-1]["text"].startswith(("finished", "failed"))):
+        assert time.monotonic() < deadline, samples[-1:]
+        samples.append(read_cells(page)[cell])
+        if len(samples) == 12:
+            screenshot(page, shot, scroll_to_cell=cell)
+        time.sleep(1)
+    return samples
+
+
+def assert_followed_live(samples: list[dict], total: int) -> None:
+    """The dashboard advanced without being re-run: one execution ([*]) showed the step counter
+    rising over several redraws, redrew both figures with new points and the per-rank spread of
+    both ranks each time, and ended on the finished state of all `total` steps."""
+    live = [(sample, RUNNING.match(sample["text"])) for sample in samples]
+    live = [(sample, int(match.group(1)), int(match.group(2))) for sample, match in live if match]
+    assert live, samples[-3:]
+    steps = [step for _, step, _ in live]
+    assert {shown_total for _, _, shown_total in live} == {total}
+    assert steps == sorted(steps) and len(set(steps)) >= 3 and steps[0] < total, steps
+    assert {sample["prompt"] for sample, _, _ in live} == {"[*]:"}
+    # A sample may catch a redraw half-way (text shown, figures still coming); whole ones have both.
+    drawn = [sample for sample, _, _ in live if len(sample["images"]) == 2]
+    assert len(drawn) >= 3 and all(len(sample["images"]) <= 2 for sample, _, _ in live)
+    assert len({sample["images"][0] for sample in drawn}) >= 3  # the curves were redrawn with new points
+    assert all(RANK_SPREAD.search(sample["text"]) for sample in drawn)
+    assert samples[-1]["text"].startswith(f"finished: step {total}/{total} (100%)")

@@ -51,6 +51,12 @@ def testbed(docker_daemon):
         bed.down()
 
 
+@pytest.fixture(scope="session")
+def testbed_data(testbed):
+    """The testbed's training data on its shared /scratch (testbed_cluster.DATA)."""
+    return testbed.ingested_dataset()
+
+
 # What an Open MPI singleton adds to the process environment.
 MPI_SINGLETON_PREFIXES = ("PMIX_", "OMPI_", "ORTE_", "IPATH_", "HFI_")
 

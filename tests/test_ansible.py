@@ -218,6 +218,7 @@ def test_hub_settings_take_scheduler_queue_account_qos_and_hub_address_from_the_
         "semhpc_version": "0.1.0", "semhpc_root": "/opt/semhpc", "semhpc_jupyter_profile": shipped,
         "semhpc_jupyter_memory": "2G"}))
     assert config.JupyterHub.hub_connect_ip == "head"
+    assert "PATH" in config.Spawner.env_keep  # the hub's PATH finds qsub (/opt/pbs/bin) and sbatch
     if profile == "testbed-slurm":
         assert config.JupyterHub.spawner_class == "batchspawner.SlurmSpawner"
         assert config.SlurmSpawner.req_partition == "tb_usr_prod"

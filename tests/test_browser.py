@@ -3,7 +3,6 @@
 every expected figure and table and no error. A screenshot of each notebook goes to the test's
 folder (notebooks/screenshots/ holds the committed ones)."""
 
-import re
 import subprocess
 import time
 
@@ -13,10 +12,11 @@ import pytest
 from artifacts import train_command
 from browser import (
     VIEWPORT,
+    assert_followed_live,
+    follow_dashboard,
     lab_environment,
     launch,
     open_notebook,
-    read_cells,
     run_all_cells,
     screenshot,
     wait_until_all_ran,
@@ -148,9 +148,6 @@ def test_every_path_the_page_uses_is_refused_without_the_token(served, chromium)
 # over before the page had drawn three times), some 4 minutes on busy ones.
 LIVE_EPOCHS = 30
 LIVE_TIMEOUT = 900
-RUNNING = re.compile(r"running: step (\d+)/(\d+) \(\d+%\)")
-RANK_SPREAD = re.compile(r"compute time per rank \(median of the last \d+ intervals\): rank 0 [\d.]+ s, "
-                         r"rank 1 [\d.]+ s; slowest rank [01] at [\d.]+x the fastest; step time [\d.]+ s")
 
 
 @pytest.fixture
@@ -189,36 +186,16 @@ def test_monitor_notebook_follows_a_live_run_without_rerunning(live_run, served,
     dashboard = next(i for i, cell in enumerate(notebook.cells)
                      if f"{FIGURE_TAG_PREFIX}training_curves" in cell.metadata.get("tags", []))
     page = chromium.new_page(viewport=VIEWPORT)
-    samples = []
     try:
         open_notebook(page, f"{base}/lab/tree/{folder}/{name}?token={TOKEN}")
         run_all_cells(page)
-        deadline = time.monotonic() + LIVE_TIMEOUT
-        while not (samples and samples[-1]["text"].startswith(("finished", "failed"))):
-            assert time.monotonic() < deadline, samples[-1:]
-            samples.append(read_cells(page)[dashboard])
-            if len(samples) == 12:
-                screenshot(page, tmp_path / "01_monitor_training-live.png", scroll_to_cell=dashboard)
-            time.sleep(1)
+        samples = follow_dashboard(page, dashboard, LIVE_TIMEOUT, tmp_path / "01_monitor_training-live.png")
         cells = wait_until_all_ran(page, RUN_ALL_TIMEOUT)
     finally:
         page.close()
         shutdown_kernels(base, TOKEN)
     assert proc.wait(timeout=120) == 0
-    live = [(sample, RUNNING.match(sample["text"])) for sample in samples]
-    live = [(sample, int(match.group(1)), int(match.group(2))) for sample, match in live if match]
-    steps = [step for _, step, _ in live]
-    total = live[0][2]
-    assert total == LIVE_EPOCHS * open_run(run).start()["steps_per_epoch"]
-    # Seen while running: the counter advancing, in order, over several redraws of one execution.
-    assert steps == sorted(steps) and len(set(steps)) >= 3 and steps[0] < total, steps
-    assert {sample["prompt"] for sample, _, _ in live} == {"[*]:"}
-    # A sample may catch a redraw half-way (text shown, figures still coming); whole ones have both.
-    drawn = [sample for sample, _, _ in live if len(sample["images"]) == 2]
-    assert len(drawn) >= 3 and all(len(sample["images"]) <= 2 for sample, _, _ in live)
-    assert len({sample["images"][0] for sample in drawn}) >= 3  # the curves were redrawn with new points
-    assert all(RANK_SPREAD.search(sample["text"]) for sample in drawn)
-    assert samples[-1]["text"].startswith(f"finished: step {total}/{total} (100%)")
+    assert_followed_live(samples, LIVE_EPOCHS * open_run(run).start()["steps_per_epoch"])
     # The dashboard ran once and ended by itself; the cells after it ran then, without errors.
     numbers = [int(cell["prompt"][1:-2]) for cell in cells if cell["code"]]
     assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)

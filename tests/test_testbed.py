@@ -22,31 +22,18 @@ import pytest
 import yaml
 
 from semhpc.hpc import SHIPPED_DIR
+from testbed_cluster import CATEGORIES, DATA
 
 pytestmark = [pytest.mark.slow, pytest.mark.testbed, pytest.mark.mpi]
 
-DATA = "/scratch/semhpc/data"
 # A dead node ends its job within Slurm's SlurmdTimeout (30 s) plus KillWait, or Horovod's stall
 # shutdown (120 s, semhpc.runtime.launcher.FAILURE_ENV), whichever comes first; with margin.
 STALL_WINDOW = 240
 PROFILES = "/home/semhpc/profiles"
-# Four of semhpc synth's categories (chance accuracy 1/4): enough for a short run to learn.
-CATEGORIES = ["Biological", "Porous_Sponge", "Powder", "Tips"]
-
-
-@pytest.fixture(scope="module")
-def dataset(testbed):
-    """160 synthetic 64x48 SEM images of CATEGORIES ingested into the shared /scratch (on the login node)."""
-    if not testbed.exists(f"{DATA}/manifest.json"):
-        testbed.semhpc("/scratch/semhpc", "synth", "all", "--per-class", "40", "--size", "64x48", "--seed", "3")
-        testbed.run("mkdir", "/scratch/semhpc/tiffs")
-        testbed.run("mv", *[f"/scratch/semhpc/all/{category}" for category in CATEGORIES], "/scratch/semhpc/tiffs")
-        testbed.semhpc("/scratch/semhpc", "ingest", "tiffs", DATA, "--size", "64x48", "--shards-per-split", "2")
-    return DATA
 
 
 def write_config(testbed, workdir, epochs):
-    """A DenseNet-28 run on `dataset` at 32 px (run dir: ./run in the submit directory)."""
+    """A DenseNet-28 run on the testbed's dataset (testbed_data) at 32 px (run dir: ./run in the submit directory)."""
     config = f"{workdir}/train.yaml"
     testbed.write_text(config, yaml.safe_dump({
         "run": {"dir": "run"}, "data": {"dir": DATA, "image_size": 32, "augment": False},
@@ -119,7 +106,7 @@ def train_on_two_nodes(testbed, cluster, scheduler, workdir):
 
 
 @pytest.mark.parametrize("launch", list(LAUNCHES))
-def test_train_job_runs_one_rank_on_each_of_two_nodes(testbed, dataset, launch):
+def test_train_job_runs_one_rank_on_each_of_two_nodes(testbed, testbed_data, launch):
     shipped, launcher = LAUNCHES[launch]
     cluster = shipped if launcher == "mpirun" else profile_variant(testbed, shipped, f"{shipped}-{launcher}",
                                                                    execution__launcher=launcher)
@@ -139,7 +126,7 @@ def image_on_nodes(testbed):
 # Under PBS the ranks join mpirun's session folder because container jobs move TMPDIR to /tmp
 # (hpc/runtimes.yaml `tmpdir`): PBS's per-job /var/tmp/pbs.JOBID is not in the image.
 @pytest.mark.parametrize("shipped", ["testbed-slurm", "testbed-pbs"])
-def test_train_job_ranks_run_in_the_image_through_charliecloud(testbed, dataset, image_on_nodes, shipped):
+def test_train_job_ranks_run_in_the_image_through_charliecloud(testbed, testbed_data, image_on_nodes, shipped):
     """Container mode on two nodes: the host's mpirun starts each rank as `ch-run IMAGE -- python`
     (the hybrid model), as the user, with the scratch volume bound into the image."""
     cluster = profile_variant(testbed, shipped, f"{shipped}-charliecloud", execution__mode="container",
@@ -152,7 +139,7 @@ def test_train_job_ranks_run_in_the_image_through_charliecloud(testbed, dataset,
 
 
 @pytest.mark.parametrize("shipped", ["testbed-slurm", "testbed-pbs"])
-def test_jobs_lists_a_running_job_and_cancel_ends_it(testbed, dataset, shipped):
+def test_jobs_lists_a_running_job_and_cancel_ends_it(testbed, testbed_data, shipped):
     workdir = f"/home/semhpc/cancel-{shipped}"
     config = write_config(testbed, workdir, epochs=500)
     job_id = submitted_id(testbed.semhpc(workdir, "submit", "--cluster", shipped, "--job", "train", "--nodes",
@@ -183,7 +170,7 @@ def test_jobs_lists_a_running_job_and_cancel_ends_it(testbed, dataset, shipped):
     ("testbed-slurm", {"scheduler__qos": "tb_qos_nope"}, "Invalid qos specification"),
     ("testbed-pbs", {"scheduler__cpu_queue": "nope"}, "Unknown queue"),
 ])
-def test_a_partition_or_qos_the_scheduler_lacks_is_refused_in_one_line(testbed, dataset, site_profiles, shipped,
+def test_a_partition_or_qos_the_scheduler_lacks_is_refused_in_one_line(testbed, testbed_data, site_profiles, shipped,
                                                                        change, refusal):
     workdir = "/home/semhpc/refused"
     cluster = profile_variant(testbed, shipped, "refused", **change)
@@ -281,7 +268,7 @@ def test_every_job_kind_of_every_shipped_profile_is_accepted_by_its_scheduler(te
     assert asked_for_gpus == {"leonardo-booster", "galileo100", "generic-slurm"}
 
 
-def test_a_dead_node_fails_the_job_in_bounded_time_and_resume_finishes_the_run(testbed, dataset):
+def test_a_dead_node_fails_the_job_in_bounded_time_and_resume_finishes_the_run(testbed, testbed_data):
     """node2 is `docker kill`ed mid-run: the job ends within the stall window, status.json says
     failed; with node2 back, `--resume` finishes with every step logged exactly once."""
     workdir = "/home/semhpc/dead-node"
@@ -323,7 +310,7 @@ def test_a_dead_node_fails_the_job_in_bounded_time_and_resume_finishes_the_run(t
     assert json.loads(testbed.read_text(f"{workdir}/run/status.json"))["state"] == "finished"
 
 
-def test_ingest_and_classify_jobs_share_the_images_between_ranks_on_both_nodes(testbed, dataset):
+def test_ingest_and_classify_jobs_share_the_images_between_ranks_on_both_nodes(testbed, testbed_data):
     """Two ranks on two hosts; every image converted / classified exactly once."""
     workdir = "/home/semhpc/convert"
     tiffs = "/scratch/semhpc/tiffs"

@@ -19,6 +19,9 @@ from pathlib import Path
 
 TESTBED_SH = Path(__file__).resolve().parents[1] / "hpc" / "testbed" / "testbed.sh"
 HOME = "/home/semhpc"
+DATA = "/scratch/semhpc/data"
+# Four of semhpc synth's categories (chance accuracy 1/4): enough for a short run to learn.
+CATEGORIES = ["Biological", "Porous_Sponge", "Powder", "Tips"]
 
 
 class Testbed:
@@ -80,6 +83,16 @@ class Testbed:
         subprocess.run(["docker", "exec", "-i", "-u", "semhpc", f"{self.prefix}-head", "sh", "-c",
                         f"mkdir -p {shlex.quote(str(Path(path).parent))} && cat > {shlex.quote(path)}"],
                        input=text, text=True, check=True, capture_output=True, timeout=60)
+
+    def ingested_dataset(self) -> str:
+        """DATA: 160 synthetic 64x48 SEM images of CATEGORIES ingested into the shared /scratch on
+        the login node (once: kept while the testbed lives)."""
+        if not self.exists(f"{DATA}/manifest.json"):
+            self.semhpc("/scratch/semhpc", "synth", "all", "--per-class", "40", "--size", "64x48", "--seed", "3")
+            self.run("mkdir", "/scratch/semhpc/tiffs")
+            self.run("mv", *[f"/scratch/semhpc/all/{category}" for category in CATEGORIES], "/scratch/semhpc/tiffs")
+            self.semhpc("/scratch/semhpc", "ingest", "tiffs", DATA, "--size", "64x48", "--shards-per-split", "2")
+        return DATA
 
     # -- a site's names -----------------------------------------------------------------------
     def add_slurm_names(self, partitions: dict[str, str], qos: set[str], accounts: set[str]) -> None:
