@@ -210,7 +210,7 @@ def dead_node(bed: Testbed) -> dict:
 def report(results: dict, args, before: dict) -> None:
     print(f"\n{args.model} {args.image_size} px, batch {args.batch_size} per rank, one core per node, "
           f"{args.repeats} repeats; load average {before['load_average_1min']:.1f} before, "
-          f"{os.getloadavg()[0]:.1f} after (measured under load)")
+          f"{os.getloadavg()[0]:.1f} after (the benchmark's own work counts: up to 2 on this host)")
     print(f"testbed up: {results['testbed_up_seconds']:.0f} s")
     pairs = results["independent_pair"]
     print(f"{'independent pair':<16} {statistics.median(p['total'] for p in pairs):6.1f} img/s (median of "

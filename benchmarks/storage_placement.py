@@ -98,8 +98,8 @@ def summarize(docs: list[dict]) -> dict:
 
 
 def report(summary: dict, before: dict) -> None:
-    print(f"\nshared /scratch vs node1's local /tmp (measured under load: load average "
-          f"{before['load_average_1min']:.1f} before, {os.getloadavg()[0]:.1f} after)")
+    print(f"\nshared /scratch vs node1's local /tmp (load average {before['load_average_1min']:.1f} before, "
+          f"{os.getloadavg()[0]:.1f} after)")
     print(f"{'files':<9} {'readers':>7} {'shared img/s':>13} {'local img/s':>12} {'shared MB/s':>12} "
           f"{'local MB/s':>11} {'local/shared':>13}")
     for kind, part in summary.items():
