@@ -16,6 +16,7 @@ disk that fills during training marks the run failed), and a folder the user may
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -656,3 +657,35 @@ def test_permission_denied_is_one_line_naming_the_path(not_writable, command):
     last = out.stderr.strip().splitlines()[-1]
     assert out.returncode == 2 and last.startswith(f"semhpc {argv[0]}: error: {not_writable}/"), out.stderr[-3000:]
     assert last.endswith("permission denied"), last
+
+
+def every_option() -> list[tuple[str, argparse.Action]]:
+    """("semhpc CMD [SUB]", action) for every argument of every command, sub-commands included."""
+    from semhpc.cli import build_parser
+
+    found, parsers = [], [("semhpc", build_parser(None))]
+    while parsers:
+        name, parser = parsers.pop()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                parsers += [(f"{name} {sub}", subparser) for sub, subparser in action.choices.items()]
+            else:
+                found.append((name, action))
+    return found
+
+
+def test_every_numeric_option_of_every_command_has_a_checked_range():
+    """The class behind `--size 100000x100000` and `-np 0`: no command takes a bare int or float,
+    and every option whose default is a number refuses values far outside any sensible range."""
+    options = every_option()
+    assert len({name for name, _ in options}) >= 20  # every command was walked
+    bare = [(name, action.dest) for name, action in options if action.type in (int, float)]
+    assert bare == []
+    numeric = [(name, action) for name, action in options
+               if isinstance(action.default, (int, float)) and not isinstance(action.default, bool)]
+    assert len(numeric) >= 10
+    for name, action in numeric:
+        assert action.type is not None, f"{name} {action.option_strings}: a number without a type"
+        for far in ("99999999999999999999", "-99999999999999999999"):
+            with pytest.raises(argparse.ArgumentTypeError):
+                action.type(far)
