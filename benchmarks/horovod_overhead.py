@@ -7,7 +7,8 @@ Setups (each `--repeats` times, taking turns so a busy spell of the machine hits
                    together; their images/sec add up (their timed windows are checked to overlap)
   launcher         `mpirun_command(2, ...)`: --bind-to core, --mca mpi_yield_when_idle 1,
                    HOROVOD_CYCLE_TIME=5 (semhpc/runtime/launcher.py)
-  plain mpirun     `mpirun_command(2, ..., tuned=False)`: --bind-to core only
+  plain mpirun     `mpirun_command(2, ..., tuned=False)`: --bind-to core, Horovod's 1 ms cycle and
+                   Open MPI's busy polling (the libraries' values, stated)
 Target: launcher >= 0.95 of the ceiling (plain mpirun measured 0.63 here).
 
     .venv/bin/python benchmarks/horovod_overhead.py [--model densenet121 --image-size 112]

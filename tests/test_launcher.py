@@ -1,12 +1,14 @@
-"""The mpirun line of `semhpc launch`: tuned CPU defaults, binding, and a real 2-rank launch."""
+"""The mpirun line of `semhpc launch`: tuned CPU defaults, binding, a real 2-rank launch, and the
+same settings as defaults of a rank started without it."""
 
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 
-from semhpc.runtime.launcher import FAST_ENV, FAST_MCA, mpirun_command
+from semhpc.runtime.launcher import FAST_ENV, FAST_MCA, LIBRARY_ENV, LIBRARY_MCA, mpirun_command, rank_environment
 
 
 def test_tuned_defaults_are_on_the_command_line():
@@ -22,10 +24,44 @@ def test_tuned_defaults_are_on_the_command_line():
     assert cmd[-6:] == [sys.executable, "-m", "semhpc", "train", "--config", "c.yaml"]
 
 
-def test_plain_mode_drops_the_tuning_but_keeps_binding():
+def test_plain_mode_states_the_library_values_but_keeps_binding():
     line = " ".join(mpirun_command(2, ["bench"], tuned=False))
     assert "--bind-to core" in line
-    assert "mpi_yield_when_idle" not in line and "HOROVOD_CYCLE_TIME" not in line
+    assert "--mca mpi_yield_when_idle 0" in line and "-x HOROVOD_CYCLE_TIME=1" in line
+    assert "--mca mpi_yield_when_idle 1" not in line and "HOROVOD_CYCLE_TIME=5" not in line
+
+
+# Each rank prints its world size and the rank settings its environment holds after init_horovod().
+RANK_SETTINGS = ("import json, os; from semhpc.runtime.distributed import init_horovod; world = init_horovod(1); "
+                 f"print(json.dumps({{'size': world.size, **{{k: os.environ.get(k) for k in {sorted(rank_environment())!r}}}}}))")
+
+
+def rank_settings(command: list[str], env: dict) -> list[dict]:
+    out = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+
+def test_a_rank_started_without_the_launcher_takes_its_settings_unless_set():
+    """`semhpc train` alone or under a hand-written mpirun line: the launcher's settings, the stall
+    limits included, unless the environment sets them."""
+    env = {key: value for key, value in os.environ.items() if key not in rank_environment()}
+    env["HOROVOD_CYCLE_TIME"] = "3"  # the user's own value wins
+    [settings] = rank_settings([sys.executable, "-c", RANK_SETTINGS], env)
+    assert settings == {"size": 1, **rank_environment(), "HOROVOD_CYCLE_TIME": "3"}
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("tuned", [True, False], ids=["tuned", "plain"])
+def test_ranks_under_mpirun_keep_the_lines_settings(tuned):
+    """The defaults do not undo the plain baseline: its ranks keep the libraries' values."""
+    command = mpirun_command(2, [], tuned=tuned)
+    assert command[-2:] == ["-m", "semhpc"]
+    command[-2:] = ["-c", RANK_SETTINGS]
+    env = {key: value for key, value in os.environ.items() if key not in rank_environment()}
+    mca, tuning = (FAST_MCA, FAST_ENV) if tuned else (LIBRARY_MCA, LIBRARY_ENV)
+    expected = {"size": 2, **rank_environment(), **tuning, **{f"OMPI_MCA_{k}": v for k, v in mca.items()}}
+    assert rank_settings(command, env) == [expected, expected]
 
 
 def test_several_cores_per_rank_map_by_pe():

@@ -18,7 +18,8 @@ def add_arguments(parser) -> None:
                         default=1, help="cores (intra-op threads) per rank")
     parser.add_argument("-H", "--hosts", help="mpirun host list, e.g. node1:2,node2:2")
     parser.add_argument("--plain", action="store_true",
-                        help="plain `mpirun --bind-to core` without the tuned defaults (for comparison)")
+                        help="plain `mpirun --bind-to core` with the libraries' own cycle and polling, not the tuned "
+                             "defaults (for comparison)")
     parser.add_argument("--dry-run", action="store_true", help="print the command, do not run it")
     parser.add_argument("command", nargs="+", help="semhpc command and its arguments, after --")
 

@@ -22,7 +22,7 @@ from semhpc import __version__
 from semhpc.hpc import SHIPPED_DIR, scheduler, shell
 from semhpc.hpc.resources import JOB_KINDS, ResourcePlan
 from semhpc.hpc.runtimes import container_runtime
-from semhpc.runtime.launcher import FAILURE_ENV, FAST_ENV, FAST_MCA, mpirun_command
+from semhpc.runtime.launcher import mpirun_command, rank_environment
 from semhpc.utils.errors import SemhpcError
 
 TEMPLATES = SHIPPED_DIR / "templates"
@@ -148,8 +148,7 @@ def _mpirun_words(profile, plan: ResourcePlan) -> list[str]:
 
 def _srun_env(plan: ResourcePlan) -> dict[str, str]:
     """The launcher's rank settings; its MCA parameters become OMPI_MCA_* variables."""
-    return {"OMP_NUM_THREADS": str(plan.cores_per_rank), **FAILURE_ENV, **FAST_ENV,
-            **{f"OMPI_MCA_{key}": value for key, value in FAST_MCA.items()}}
+    return {"OMP_NUM_THREADS": str(plan.cores_per_rank), **rank_environment()}
 
 
 def _srun_words(plan: ResourcePlan) -> list[str]:

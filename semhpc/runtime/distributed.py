@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from semhpc.runtime.launcher import rank_environment
+
 
 @dataclass(frozen=True)
 class HorovodWorld:
@@ -35,6 +37,10 @@ def init_horovod(threads: int = 0) -> HorovodWorld:
     import horovod.tensorflow as hvd
     import tensorflow as tf
 
+    # Read by hvd.init(): a rank started without the launcher (`semhpc train` alone, srun, a
+    # hand-written mpirun line) runs with the launcher's settings, unless its environment says otherwise.
+    for key, value in rank_environment().items():
+        os.environ.setdefault(key, value)
     hvd.init()
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
