@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from semhpc.runtime.launcher import FAST_ENV, FAST_MCA, LIBRARY_ENV, LIBRARY_MCA, mpirun_command, rank_environment
+from semhpc.runtime.launcher import FAST_ENV, FAST_MCA, mpirun_command, rank_environment
 
 
 def test_tuned_defaults_are_on_the_command_line():
@@ -36,8 +36,11 @@ RANK_SETTINGS = ("import json, os; from semhpc.runtime.distributed import init_h
                  f"print(json.dumps({{'size': world.size, **{{k: os.environ.get(k) for k in {sorted(rank_environment())!r}}}}}))")
 
 
-def rank_settings(command: list[str], env: dict) -> list[dict]:
-    out = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+def rank_settings(command: list[str], **set_by_user: str) -> list[dict]:
+    """What each rank of `command` prints, started with none of the rank settings in its
+    environment but `set_by_user`."""
+    env = {key: value for key, value in os.environ.items() if key not in rank_environment()}
+    out = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**env, **set_by_user})
     assert out.returncode == 0, out.stderr[-3000:]
     return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
 
@@ -45,9 +48,7 @@ def rank_settings(command: list[str], env: dict) -> list[dict]:
 def test_a_rank_started_without_the_launcher_takes_its_settings_unless_set():
     """`semhpc train` alone or under a hand-written mpirun line: the launcher's settings, the stall
     limits included, unless the environment sets them."""
-    env = {key: value for key, value in os.environ.items() if key not in rank_environment()}
-    env["HOROVOD_CYCLE_TIME"] = "3"  # the user's own value wins
-    [settings] = rank_settings([sys.executable, "-c", RANK_SETTINGS], env)
+    [settings] = rank_settings([sys.executable, "-c", RANK_SETTINGS], HOROVOD_CYCLE_TIME="3")  # the user's wins
     assert settings == {"size": 1, **rank_environment(), "HOROVOD_CYCLE_TIME": "3"}
 
 
@@ -58,10 +59,8 @@ def test_ranks_under_mpirun_keep_the_lines_settings(tuned):
     command = mpirun_command(2, [], tuned=tuned)
     assert command[-2:] == ["-m", "semhpc"]
     command[-2:] = ["-c", RANK_SETTINGS]
-    env = {key: value for key, value in os.environ.items() if key not in rank_environment()}
-    mca, tuning = (FAST_MCA, FAST_ENV) if tuned else (LIBRARY_MCA, LIBRARY_ENV)
-    expected = {"size": 2, **rank_environment(), **tuning, **{f"OMPI_MCA_{k}": v for k, v in mca.items()}}
-    assert rank_settings(command, env) == [expected, expected]
+    expected = {"size": 2, **rank_environment(tuned)}
+    assert rank_settings(command) == [expected, expected]
 
 
 def test_several_cores_per_rank_map_by_pe():

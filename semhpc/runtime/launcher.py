@@ -32,10 +32,17 @@ LIBRARY_MCA = {"mpi_yield_when_idle": "0"}
 LIBRARY_ENV = {"HOROVOD_CYCLE_TIME": "1"}
 
 
-def rank_environment() -> dict[str, str]:
-    """The tuned settings and the stall limits as one rank's environment variables (MCA parameters
-    as OMPI_MCA_*): what batch scripts export to srun ranks and what a rank defaults to."""
-    return {**FAILURE_ENV, **FAST_ENV, **{f"OMPI_MCA_{key}": value for key, value in FAST_MCA.items()}}
+def settings_of(tuned: bool = True) -> tuple[dict[str, str], dict[str, str]]:
+    """(MCA parameters, Horovod environment): the tuned ones, or the libraries' own values."""
+    return (FAST_MCA, FAST_ENV) if tuned else (LIBRARY_MCA, LIBRARY_ENV)
+
+
+def rank_environment(tuned: bool = True) -> dict[str, str]:
+    """The settings and the stall limits as one rank's environment variables (MCA parameters as
+    OMPI_MCA_*): the tuned ones are what batch scripts export to srun ranks and what a rank
+    defaults to."""
+    mca, tuning = settings_of(tuned)
+    return {**FAILURE_ENV, **tuning, **{f"OMPI_MCA_{key}": value for key, value in mca.items()}}
 
 
 def mpirun_command(np: int, semhpc_args: list[str], *, cores_per_rank: int = 1, hosts: str | None = None,
@@ -54,7 +61,7 @@ def mpirun_command(np: int, semhpc_args: list[str], *, cores_per_rank: int = 1, 
         cmd += ["--map-by", f"slot:PE={cores_per_rank}"]
     cmd += ["--bind-to", "core"]
     env = {"OMP_NUM_THREADS": str(cores_per_rank), **FAILURE_ENV}
-    mca, tuning = (FAST_MCA, FAST_ENV) if tuned else (LIBRARY_MCA, LIBRARY_ENV)
+    mca, tuning = settings_of(tuned)
     for key, value in mca.items():
         cmd += ["--mca", key, value]
     env.update(tuning)
